@@ -1,0 +1,26 @@
+"""Raw attention and attention rollout, read from the same forward pass that scores."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def last_query_attention(attentions: list[Tensor]) -> Tensor:
+    """Last layer's attention from the final position to every position: (B, H, T', T') list -> (B, H, T')."""
+    return attentions[-1][:, :, -1, :]
+
+
+def rollout(attentions: list[Tensor], residual: float = 0.5) -> Tensor:
+    """Attention rollout (Abnar & Zuidema 2020) from the final position: (B, T').
+
+    Each layer's head-mean attention is mixed with the identity (the residual stream),
+    rows renormalised, and the layers multiplied from the input upward."""
+    B, _, T, _ = attentions[0].shape
+    eye = torch.eye(T, dtype=attentions[0].dtype, device=attentions[0].device)
+    joint = eye.expand(B, T, T)
+    for att in attentions:
+        a = residual * eye + (1 - residual) * att.mean(dim=1)  # (B, T, T)
+        a = a / a.sum(dim=-1, keepdim=True)
+        joint = a @ joint  # (B, T, T)
+    return joint[:, -1, :]

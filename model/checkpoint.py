@@ -1,0 +1,101 @@
+"""A checkpoint is a directory; loading one never executes code (no pickle).
+
+    config.json      ModelConfig
+    model.safetensors weights and per-item feature codes
+    items.parquet    item vocabulary: row i is item index i + 1
+    users.parquet    user vocabulary and each user's feature codes: row u is user index u + 1
+    encoders.json    how item and user feature columns turn into codes
+    metadata.json    data fingerprint, metrics, library versions, training time
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from safetensors.torch import load_file, save_file
+
+from attnrec.model.config import ModelConfig
+from attnrec.model.features import FeatureEncoder, encode_table, encoders_from_json, encoders_to_json
+from attnrec.model.sasrec import SASRec
+from attnrec.model.sequences import Vocab
+
+
+@dataclass
+class Checkpoint:
+    """A model with everything needed to turn external ids into its inputs."""
+
+    model: SASRec
+    items: Vocab
+    users: Vocab
+    item_encoders: tuple[FeatureEncoder, ...]
+    user_encoders: tuple[FeatureEncoder, ...]
+    user_codes: list[np.ndarray]  # per user feature: (n_users + 1,) or (n_users + 1, L); row 0 = unknown user
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.config
+
+    def user_inputs(self, user_index: np.ndarray, device: torch.device | str = "cpu") -> list[torch.Tensor] | None:
+        """The model's user input for user indices (B,), 0 = unknown; None when the model has no user token."""
+        if not self.config.has_user_token:
+            return None
+        return [torch.as_tensor(c[user_index], device=device) for c in self.user_codes]
+
+    def save(self, directory: str | Path) -> None:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "config.json").write_text(self.config.to_json())
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        save_file(state, str(d / "model.safetensors"))
+        pq.write_table(pa.table({"item_id": pa.array(self.items.ids, pa.string())}), d / "items.parquet")
+        users = {"user_id": pa.array(self.users.ids, pa.string())}
+        for e, codes in zip(self.user_encoders, self.user_codes):
+            users[f"code:{e.name}"] = pa.array(list(codes[1:])) if codes.ndim == 2 else pa.array(codes[1:])
+        pq.write_table(pa.table(users), d / "users.parquet")
+        encoders = {"items": encoders_to_json(self.item_encoders), "users": encoders_to_json(self.user_encoders)}
+        (d / "encoders.json").write_text(json.dumps(encoders, indent=1))
+        (d / "metadata.json").write_text(json.dumps(self.metadata, indent=2, default=str))
+
+
+def load_checkpoint(directory: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
+    d = Path(directory)
+    if not (d / "config.json").exists():
+        raise FileNotFoundError(f"{d}: not a checkpoint directory (no config.json)")
+    config = ModelConfig.from_json((d / "config.json").read_text())
+    model = SASRec(config)
+    model.load_state_dict(load_file(str(d / "model.safetensors")))
+    model.to(device).eval()
+    encoders = json.loads((d / "encoders.json").read_text())
+    users = pq.read_table(d / "users.parquet")
+    user_encoders = encoders_from_json(encoders["users"])
+    user_codes = []
+    for e in user_encoders:
+        col = users.column(f"code:{e.name}")
+        codes = np.array(col.to_pylist(), dtype=np.int64) if e.kind == "multi" else col.to_numpy().astype(np.int64)
+        pad = np.zeros((1, *codes.shape[1:]), dtype=np.int64)
+        user_codes.append(np.concatenate([pad, codes.reshape(len(codes), *codes.shape[1:])]))
+    return Checkpoint(
+        model=model,
+        items=Vocab(tuple(pq.read_table(d / "items.parquet").column("item_id").to_pylist())),
+        users=Vocab(tuple(users.column("user_id").to_pylist())),
+        item_encoders=encoders_from_json(encoders["items"]),
+        user_encoders=user_encoders,
+        user_codes=user_codes,
+        metadata=json.loads((d / "metadata.json").read_text()) if (d / "metadata.json").exists() else {},
+    )
+
+
+def feature_codes(
+    table: pa.Table | None, id_column: str, vocab: Vocab, encoders: Sequence[FeatureEncoder]
+) -> list[np.ndarray]:
+    """Per-feature codes for every vocabulary entry with a leading all-missing row (index 0)."""
+    codes = encode_table(table, id_column, vocab.ids, encoders)
+    return [np.concatenate([np.zeros((1, *codes[e.name].shape[1:]), np.int64), codes[e.name]]) for e in encoders]

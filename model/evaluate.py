@@ -1,0 +1,139 @@
+"""Offline evaluation: leave-one-out by time, full ranking over all items, seen items masked.
+
+A target's rank is the number of items scored above it, plus items scored equal to it
+with a smaller index (ties broken by index, the same for every method, so that a
+constant-score baseline is not flattered). HR@K = rank < K; NDCG@K = 1/log2(rank + 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from attnrec.model.sequences import Split, left_pad
+
+K = 10
+
+
+@dataclass(frozen=True)
+class EvalCase:
+    """What is asked of a method for each evaluated user."""
+
+    rows: np.ndarray  # rows of split.full
+    histories: list[np.ndarray]  # model input (item indices, oldest first)
+    targets: np.ndarray  # held-out item per user
+
+
+def cases(split: Split, stage: str = "test") -> EvalCase:
+    """`test`: history = all but the last item; `valid`: all but the last two."""
+    drop = {"test": 1, "valid": 2}[stage]
+    rows = split.eval_rows
+    seqs = [split.full.get(r) for r in rows]
+    return EvalCase(rows, [s[:-drop] for s in seqs], np.array([s[-drop] for s in seqs], dtype=np.int64))
+
+
+def target_ranks(scores: torch.Tensor, targets: torch.Tensor, seen: Sequence[np.ndarray]) -> torch.Tensor:
+    """Rank (0 = best) of each target among all items, seen items and padding excluded.
+
+    scores (B, N+1), targets (B,), seen[b] = item indices of user b's history.
+    """
+    scores = scores.clone()
+    scores[:, 0] = float("-inf")
+    rows = torch.as_tensor(np.repeat(np.arange(len(seen)), [len(s) for s in seen]), dtype=torch.long)
+    cols = torch.as_tensor(np.concatenate(seen) if len(seen) else np.zeros(0, np.int64), dtype=torch.long)
+    target_scores = scores.gather(1, targets[:, None])  # (B, 1)
+    scores[rows, cols.to(scores.device)] = float("-inf")
+    index = torch.arange(scores.shape[1], device=scores.device)[None, :]  # (1, N+1)
+    above = (scores > target_scores) | ((scores == target_scores) & (index < targets[:, None]))
+    return above.sum(1)
+
+
+def ranking_metrics(ranks: np.ndarray, k: int = K) -> dict[str, float]:
+    ranks = np.asarray(ranks, dtype=np.float64)
+    return {
+        f"HR@{k}": float((ranks < k).mean()) if len(ranks) else 0.0,
+        f"NDCG@{k}": float(np.where(ranks < k, 1.0 / np.log2(ranks + 2), 0.0).mean()) if len(ranks) else 0.0,
+        "users": int(len(ranks)),
+    }
+
+
+Scorer = Callable[[list[np.ndarray], np.ndarray], torch.Tensor]  # (histories, rows) -> (B, N+1) scores
+
+
+def evaluate(scorer: Scorer, case: EvalCase, batch_size: int = 256) -> dict[str, float]:
+    """Full-ranking HR@10 and NDCG@10 of a scorer on the held-out items."""
+    ranks = []
+    for start in range(0, len(case.targets), batch_size):
+        hist = case.histories[start : start + batch_size]
+        scores = scorer(hist, case.rows[start : start + batch_size])
+        targets = torch.as_tensor(case.targets[start : start + batch_size], device=scores.device)
+        ranks.append(target_ranks(scores, targets, hist).cpu().numpy())
+    return ranking_metrics(np.concatenate(ranks) if ranks else np.zeros(0))
+
+
+def model_scorer(model: torch.nn.Module, user_inputs: Callable[[np.ndarray], list | None]) -> Scorer:
+    """Score every item with a SASRec; user_inputs maps rows of the split to the model's user input."""
+    device = next(model.parameters()).device
+
+    @torch.inference_mode()
+    def score(histories: list[np.ndarray], rows: np.ndarray) -> torch.Tensor:
+        seq = torch.as_tensor(left_pad(histories, model.config.max_len), device=device)
+        return model.score_all(seq, user_inputs(rows)).float()
+
+    return score
+
+
+def popularity_scorer(split: Split, n_items: int, stage: str = "test") -> Scorer:
+    """Interaction counts over everything a model trained for this stage may see."""
+    counts = np.bincount(split.train.items, minlength=n_items + 1).astype(np.float32)
+    if stage == "test":  # the validation items are part of the test-time history
+        counts += np.bincount(cases(split, "valid").targets, minlength=n_items + 1)
+    table = torch.as_tensor(counts)
+
+    def score(histories: list[np.ndarray], rows: np.ndarray) -> torch.Tensor:
+        return table.expand(len(histories), -1)
+
+    return score
+
+
+def evaluate_checkpoint(directory, tables, device: str = "auto") -> dict:
+    """Test-stage metrics of a saved model and of popularity on the same split.
+
+    Items the checkpoint does not know are dropped from the histories (and counted).
+    User features come from `tables.users` when given (encoded with the checkpoint's
+    encoders), otherwise from the checkpoint's own users table."""
+    from attnrec.model.checkpoint import feature_codes, load_checkpoint
+    from attnrec.model.sequences import Vocab, build_sequences, leave_one_out
+    from attnrec.model.train import resolve_device
+
+    dev = resolve_device(device)
+    ckpt = load_checkpoint(directory, dev)
+    users = Vocab.from_columns(tables.interactions.column("user_id"))
+    seqs, dropped = build_sequences(tables.interactions, ckpt.items, users)
+    split = leave_one_out(seqs)
+    if tables.items is not None and ckpt.item_encoders:
+        codes = feature_codes(tables.items, "item_id", ckpt.items, ckpt.item_encoders)
+        ckpt.model.set_item_codes([torch.as_tensor(c, device=dev) for c in codes])
+    if tables.users is not None:
+        user_codes = feature_codes(tables.users, "user_id", users, ckpt.user_encoders)
+    else:  # rows of the checkpoint's own user table, 0 (unknown) for users it has not seen
+        known = ckpt.users.lookup(users.ids)
+        user_codes = [c[np.r_[0, known]] for c in ckpt.user_codes]
+
+    def user_inputs(rows: np.ndarray) -> list | None:
+        if not ckpt.config.has_user_token:
+            return None
+        return [torch.as_tensor(c[split.full.users[rows]], device=dev) for c in user_codes]
+
+    test = cases(split, "test")
+    return {
+        "checkpoint": str(directory),
+        "model_version": ckpt.metadata.get("model_version", ""),
+        "n_items": len(ckpt.items),
+        "dropped_unknown_interactions": dropped,
+        "model": evaluate(model_scorer(ckpt.model, user_inputs), test),
+        "popularity": evaluate(popularity_scorer(split, len(ckpt.items), "test"), test),
+    }

@@ -1,0 +1,214 @@
+"""Training: next-item cross-entropy on every history position, early stopping on validation.
+
+Long histories are cut into windows of `max_len` targets (newest window first), so every
+interaction is a training target once per epoch rather than only the newest `max_len`.
+Each epoch the windows are shuffled and batched; a batch is left-padded to its longest
+window. After every `eval_every` epochs the model ranks each user's validation item
+(full ranking, seen items masked); the best epoch's weights are saved as the checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from attnrec.model.checkpoint import Checkpoint, feature_codes
+from attnrec.model.config import FeatureSpec, ModelConfig, TrainConfig
+from attnrec.model.data import DataError, Tables
+from attnrec.model.evaluate import cases, evaluate, model_scorer, popularity_scorer
+from attnrec.model.features import EncoderConfig, FeatureEncoder, fit_encoders
+from attnrec.model.sasrec import Batch, SASRec
+from attnrec.model.sequences import Split, Vocab, build_sequences, fingerprint, leave_one_out
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    """Data turned into what the model needs; everything but the weights of a checkpoint."""
+
+    items: Vocab
+    users: Vocab
+    item_encoders: tuple[FeatureEncoder, ...]
+    user_encoders: tuple[FeatureEncoder, ...]
+    item_codes: list[np.ndarray]
+    user_codes: list[np.ndarray]
+    split: Split
+
+
+def prepare(
+    tables: Tables,
+    item_columns: Sequence[str] | None = None,
+    user_columns: Sequence[str] | None = None,
+    encoder_config: EncoderConfig = EncoderConfig(),
+) -> Prepared:
+    """Vocabularies, feature encoders and codes, sequences and the leave-one-out split."""
+    items = Vocab.from_columns(tables.interactions.column("item_id"))
+    user_id_columns = [tables.interactions.column("user_id")]
+    if tables.users is not None:
+        user_id_columns.append(tables.users.column("user_id"))
+    users = Vocab.from_columns(*user_id_columns)
+    item_encoders = (
+        fit_encoders(tables.items, "item_id", item_columns, encoder_config, "items") if tables.items is not None else ()
+    )
+    user_encoders = (
+        fit_encoders(tables.users, "user_id", user_columns, encoder_config, "users") if tables.users is not None else ()
+    )
+    seqs, dropped = build_sequences(tables.interactions, items, users)
+    assert dropped == 0  # the vocabulary was built from these interactions
+    if tables.items is not None:
+        missing = len(items) - int(np.isin(items.ids, tables.items.column("item_id").to_numpy(zero_copy_only=False)).sum())
+        if missing:
+            log.warning("items table: %d of %d interacted items have no row; their features are 'missing'",
+                        missing, len(items))
+    return Prepared(
+        items=items,
+        users=users,
+        item_encoders=item_encoders,
+        user_encoders=user_encoders,
+        item_codes=feature_codes(tables.items, "item_id", items, item_encoders),
+        user_codes=feature_codes(tables.users, "user_id", users, user_encoders),
+        split=leave_one_out(seqs),
+    )
+
+
+def specs(encoders: Sequence[FeatureEncoder]) -> tuple[FeatureSpec, ...]:
+    return tuple(FeatureSpec(e.name, e.cardinality, e.max_values, e.kind == "multi") for e in encoders)
+
+
+def training_windows(split: Split, max_len: int) -> np.ndarray:
+    """(W, 3) rows of (sequence row, first target offset, end offset) into split.train.items."""
+    out = []
+    for row, (start, end) in enumerate(zip(split.train.offsets[:-1], split.train.offsets[1:])):
+        e = end
+        while e - start >= 2:  # at least one input and one target
+            first = max(start + 1, e - max_len)
+            out.append((row, first, e))
+            e = first
+    return np.asarray(out, dtype=np.int64).reshape(-1, 3)
+
+
+def make_batch(split: Split, windows: np.ndarray, user_codes: list[np.ndarray], device: torch.device) -> Batch:
+    items = split.train.items
+    T = int((windows[:, 2] - windows[:, 1]).max())
+    seq = np.zeros((len(windows), T), dtype=np.int64)
+    targets = np.zeros((len(windows), T), dtype=np.int64)
+    for b, (_, first, end) in enumerate(windows):
+        n = end - first
+        seq[b, T - n :] = items[first - 1 : end - 1]
+        targets[b, T - n :] = items[first:end]
+    user = None
+    if user_codes:
+        u = split.train.users[windows[:, 0]]
+        user = [torch.as_tensor(c[u], device=device) for c in user_codes]
+    return Batch(torch.as_tensor(seq, device=device), torch.as_tensor(targets, device=device), user)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def train(
+    prepared: Prepared,
+    out: str | Path | None,
+    model_config: ModelConfig | None = None,
+    config: TrainConfig = TrainConfig(),
+    progress: bool = True,
+    data_fingerprint: str = "",
+) -> Checkpoint:
+    """Fit a model on prepared data; writes the best epoch to `out` as it goes (if given)."""
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    device = resolve_device(config.device)
+    split = prepared.split
+    item_encoders = prepared.item_encoders if config.use_item_features else ()
+    user_encoders = prepared.user_encoders if config.use_user_features else ()
+    item_codes = prepared.item_codes if config.use_item_features else []
+    user_codes = prepared.user_codes if config.use_user_features else []
+    base = model_config or ModelConfig(n_items=len(prepared.items))
+    model_config = replace(base, n_items=len(prepared.items), item_features=specs(item_encoders),
+                           user_features=specs(user_encoders))
+    model = SASRec(model_config).to(device)
+    model.set_item_codes([torch.as_tensor(c) for c in item_codes])
+    ckpt = Checkpoint(model, prepared.items, prepared.users, item_encoders, user_encoders, user_codes)
+    windows = training_windows(split, model_config.max_len)
+    if len(windows) == 0:
+        raise DataError("interactions: no user has two or more interactions, nothing to train on")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    valid = cases(split, "valid")
+    scorer = model_scorer(model, lambda rows: ckpt.user_inputs(split.full.users[rows], device))
+    best, best_epoch, history, started = -1.0, 0, [], time.monotonic()
+    bar = tqdm(range(1, config.epochs + 1), desc="train", unit="epoch", disable=not progress)
+    for epoch in bar:
+        model.train()
+        order = rng.permutation(len(windows))
+        losses = []
+        for start in range(0, len(order), config.batch_size):
+            batch = make_batch(split, windows[order[start : start + config.batch_size]], user_codes, device)
+            loss = model.loss(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        record = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": round(time.monotonic() - started, 1)}
+        if epoch % config.eval_every == 0 or epoch == config.epochs:
+            model.eval()
+            record.update({f"valid_{k}": v for k, v in evaluate(scorer, valid).items() if k != "users"})
+            if record["valid_NDCG@10"] > best:
+                best, best_epoch = record["valid_NDCG@10"], epoch
+                ckpt.metadata = _metadata(config, prepared, best_epoch, best, history + [record], data_fingerprint)
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                if out is not None:
+                    ckpt.save(out)
+        history.append(record)
+        bar.set_postfix(loss=f"{record['loss']:.3f}", ndcg=f"{record.get('valid_NDCG@10', float('nan')):.4f}",
+                        best=f"{best:.4f}@{best_epoch}")
+        if epoch - best_epoch >= config.patience:
+            log.info("early stop at epoch %d: no better validation NDCG@10 since epoch %d", epoch, best_epoch)
+            break
+        if config.max_minutes and time.monotonic() - started > 60 * config.max_minutes:
+            log.warning("stopping after %.1f minutes (max_minutes), best epoch %d", config.max_minutes, best_epoch)
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    ckpt.metadata = _metadata(config, prepared, best_epoch, best, history, data_fingerprint)
+    ckpt.metadata["train_seconds"] = round(time.monotonic() - started, 1)
+    if out is not None:
+        ckpt.save(out)
+    return ckpt
+
+
+def _metadata(config: TrainConfig, prepared: Prepared, epoch: int, ndcg: float, history: list, fp: str) -> dict:
+    return {
+        "model_version": f"{fp or 'data'}-e{epoch}",
+        "data_fingerprint": fp,
+        "n_items": len(prepared.items),
+        "n_users": len(prepared.users),
+        "n_interactions": int(len(prepared.split.full.items)),
+        "best_epoch": epoch,
+        "valid_NDCG@10": ndcg,
+        "train_config": asdict(config),
+        "history": history,
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def popularity_metrics(prepared: Prepared, stage: str = "test") -> dict[str, float]:
+    return evaluate(popularity_scorer(prepared.split, len(prepared.items), stage), cases(prepared.split, stage))
+
+
+def data_fingerprint(tables: Tables) -> str:
+    return fingerprint(tables.interactions)

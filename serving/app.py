@@ -1,0 +1,65 @@
+"""Assembling the Serve application, and reading the Serve config YAML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from ray.serve import Application
+
+from attnrec.serving.config import ServingConfig
+from attnrec.serving.deployments import Explainer, Recommender
+
+APP_NAME = "attnrec"
+DEFAULT_CONFIG = Path(__file__).with_name("serve.yaml")
+DEFAULT_CHECKPOINT = Path(__file__).with_name("default_model")
+SERVICER = "attnrec.v1.recommender_pb2_grpc.add_RecommenderServicer_to_server"
+
+
+def resolve_checkpoint(path: str | None) -> str:
+    """"default" (or nothing) means the checkpoint kept in the repo."""
+    return str(DEFAULT_CHECKPOINT if path in (None, "", "default") else Path(path).resolve())
+
+
+def build_app(config: ServingConfig, options: dict[str, dict] | None = None) -> Application:
+    """The application: Recommender (ingress, batched) -> Explainer. `options` per deployment name
+    are Serve deployment options (num_replicas, autoscaling_config, ray_actor_options, user_config...)."""
+    options = options or {}
+    config = ServingConfig(**{**vars(config), "checkpoint": resolve_checkpoint(config.checkpoint)})
+    explainer = Explainer.options(**options.get("Explainer", {})).bind(config)
+    return Recommender.options(**options.get("Recommender", {})).bind(config, explainer)
+
+
+def app_builder(args: dict) -> Application:
+    """Entry point for `serve run` / `serve deploy` with serve.yaml (`import_path`)."""
+    return build_app(ServingConfig(**args))
+
+
+@dataclass
+class ServeFile:
+    """What attnrec takes from a Serve config YAML."""
+
+    grpc_port: int = 9000
+    http_port: int = 8000
+    request_timeout_s: float | None = None
+    route_prefix: str = "/" + APP_NAME
+    args: dict = field(default_factory=dict)
+    deployments: dict[str, dict] = field(default_factory=dict)
+
+    @staticmethod
+    def load(path: str | Path = DEFAULT_CONFIG) -> "ServeFile":
+        doc = yaml.safe_load(Path(path).read_text())
+        apps = [a for a in doc.get("applications", []) if a.get("name") == APP_NAME] or doc.get("applications", [])
+        if not apps:
+            raise ValueError(f"{path}: no applications section")
+        app = apps[0]
+        grpc = doc.get("grpc_options", {})
+        return ServeFile(
+            grpc_port=int(grpc.get("port", 9000)),
+            http_port=int(doc.get("http_options", {}).get("port", 8000)),
+            request_timeout_s=grpc.get("request_timeout_s"),
+            route_prefix=app.get("route_prefix", "/" + APP_NAME),
+            args=dict(app.get("args", {})),
+            deployments={d["name"]: {k: v for k, v in d.items() if k != "name"} for d in app.get("deployments", [])},
+        )

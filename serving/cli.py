@@ -1,0 +1,43 @@
+"""`attnrec` — one console script, one sub-command per job.
+
+Each sub-command lives with the package it drives and is imported lazily, so that
+`attnrec train` never imports Ray and `attnrec serve` never pays for training code
+it does not use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from attnrec.model import cli as model_cli
+from attnrec.model.data import DataError
+from attnrec.serving import serve_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="attnrec", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    model_cli.add_parsers(sub)
+    serve_cli.add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.run(args)
+    except (DataError, FileNotFoundError) as e:
+        print(f"attnrec {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"attnrec {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

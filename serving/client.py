@@ -1,0 +1,60 @@
+"""A small Python client for internal services: typed calls over the generated stubs."""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Sequence
+
+import grpc
+
+from attnrec.v1 import recommender_pb2 as pb
+from attnrec.v1 import recommender_pb2_grpc as pb_grpc
+
+
+class RecommenderClient:
+    """`with RecommenderClient("127.0.0.1:9000") as c: c.recommend(history=["1", "2"], k=10)`.
+
+    Every call takes a deadline (`timeout`, seconds); errors arrive as grpc.RpcError with
+    the server's status code (INVALID_ARGUMENT names the offending field).
+    """
+
+    def __init__(self, target: str = "127.0.0.1:9000", timeout: float = 10.0,
+                 channel: grpc.Channel | None = None):
+        self.channel = channel or grpc.insecure_channel(target)
+        self.stub = pb_grpc.RecommenderStub(self.channel)
+        self.timeout = timeout
+
+    def __enter__(self) -> "RecommenderClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    @staticmethod
+    def request(history: Sequence[str] = (), k: int = 10, user_id: str = "",
+                candidates: Sequence[str] = (), include_history: bool = False,
+                user_features: Mapping[str, str] | None = None) -> pb.RecommendRequest:
+        return pb.RecommendRequest(user_id=user_id, history=[str(h) for h in history], k=k,
+                                   candidate_item_ids=[str(c) for c in candidates],
+                                   include_history=include_history, user_features=dict(user_features or {}))
+
+    def recommend(self, history: Sequence[str] = (), k: int = 10, user_id: str = "",
+                  candidates: Sequence[str] = (), include_history: bool = False,
+                  user_features: Mapping[str, str] | None = None, timeout: float | None = None) -> pb.RecommendResponse:
+        req = self.request(history, k, user_id, candidates, include_history, user_features)
+        return self.stub.Recommend(req, timeout=timeout or self.timeout)
+
+    def recommend_batch(self, requests: Iterable[pb.RecommendRequest],
+                        timeout: float | None = None) -> pb.RecommendBatchResponse:
+        return self.stub.RecommendBatch(pb.RecommendBatchRequest(requests=list(requests)),
+                                        timeout=timeout or self.timeout)
+
+    def explain(self, history: Sequence[str] = (), item_id: str = "", user_id: str = "", n_steps: int = 0,
+                include_image: bool = False, include_html: bool = False, include_faithfulness: bool = False,
+                timeout: float | None = None) -> pb.ExplainResponse:
+        req = pb.ExplainRequest(user_id=user_id, history=[str(h) for h in history], item_id=item_id,
+                                n_steps=n_steps, include_image=include_image, include_html=include_html,
+                                include_faithfulness=include_faithfulness)
+        return self.stub.Explain(req, timeout=timeout or max(self.timeout, 120.0))

@@ -1,0 +1,142 @@
+"""Protobuf <-> model inputs: pure functions, no Ray, no gRPC server.
+
+Decoding checks every field and raises `InvalidArgument` naming it; unknown ids are
+collected and reported, never fatal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from attnrec.model.checkpoint import Checkpoint
+from attnrec.serving.config import ServingConfig
+from attnrec.v1 import recommender_pb2 as pb
+
+
+class InvalidArgument(ValueError):
+    """A request field is out of its documented range; the message starts with the field name."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Query:
+    """One decoded user context, in model indices."""
+
+    history: np.ndarray  # known item indices, oldest first, at most the model's window
+    seen: np.ndarray  # every known history index (masked unless include_history)
+    user: list[np.ndarray] | None  # per user feature: code () or (L,); None when the model has no user token
+    k: int
+    candidates: np.ndarray | None  # known, eligible candidate indices; None = the whole catalogue
+    include_history: bool
+    unknown_item_ids: tuple[str, ...]
+    unknown_user: bool
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """Top items for one query, best first."""
+
+    items: np.ndarray  # (n,) item indices
+    scores: np.ndarray  # (n,) logits
+
+
+class Catalog:
+    """External ids <-> indices and user features of one checkpoint (built once per replica)."""
+
+    def __init__(self, ckpt: Checkpoint):
+        self.item_ids = np.asarray(("",) + ckpt.items.ids, dtype=object)  # index -> id; 0 = padding
+        self.item_index = {item: i + 1 for i, item in enumerate(ckpt.items.ids)}
+        self.user_index = {user: i + 1 for i, user in enumerate(ckpt.users.ids)}
+        self.user_codes = ckpt.user_codes if ckpt.config.has_user_token else None
+        self.user_encoders = {e.name: e for e in ckpt.user_encoders}
+        self.max_len = ckpt.config.max_len
+        self.model_version = str(ckpt.metadata.get("model_version", ""))
+
+    def lookup(self, ids: Sequence[str], unknown: dict[str, None]) -> np.ndarray:
+        """Indices of known ids (unknown ones are added to `unknown`, first seen first)."""
+        out = []
+        for item in ids:
+            index = self.item_index.get(item)
+            if index is None:
+                unknown[item] = None
+            else:
+                out.append(index)
+        return np.asarray(out, dtype=np.int64)
+
+    def user_inputs(self, user_id: str, features: dict[str, str]) -> tuple[list[np.ndarray] | None, bool]:
+        """The user's feature codes (stored, overridden by request features) and whether user_id was unknown."""
+        row = self.user_index.get(user_id, 0) if user_id else 0
+        unknown_user = bool(user_id) and row == 0
+        if self.user_codes is None:
+            return None, unknown_user
+        codes = [c[row].copy() for c in self.user_codes]
+        names = list(self.user_encoders)
+        for name, value in features.items():
+            if name not in self.user_encoders:
+                raise InvalidArgument(f"user_features[{name}]", f"not a user feature of this model (known: {names})")
+            encoder = self.user_encoders[name]
+            try:
+                column = pa.array([float(value)]) if encoder.kind == "numeric" else pa.array([value])
+                if encoder.kind == "multi":
+                    column = pa.array([value.split("|")], pa.list_(pa.string()))
+            except ValueError:
+                raise InvalidArgument(f"user_features[{name}]", f"expected a number, got {value!r}") from None
+            codes[names.index(name)] = encoder.encode(column)[0]
+        return codes, unknown_user
+
+
+def decode_recommend(req: pb.RecommendRequest, catalog: Catalog, config: ServingConfig) -> Query:
+    """Check and translate one RecommendRequest; raises InvalidArgument naming the field."""
+    if not 1 <= req.k <= config.max_k:
+        raise InvalidArgument("k", f"must be between 1 and {config.max_k}, got {req.k}")
+    if not req.history and not req.user_id:
+        raise InvalidArgument("history", "empty history and no user_id: give at least one")
+    if len(req.history) > config.max_history:
+        raise InvalidArgument("history", f"{len(req.history)} items, at most {config.max_history} accepted "
+                                         f"(the model uses the most recent {catalog.max_len})")
+    if len(req.candidate_item_ids) > config.max_candidates:
+        raise InvalidArgument("candidate_item_ids", f"{len(req.candidate_item_ids)} ids, at most "
+                                                    f"{config.max_candidates} accepted")
+    if len(set(req.candidate_item_ids)) != len(req.candidate_item_ids):
+        raise InvalidArgument("candidate_item_ids", "contains duplicate ids")
+    if any(not c for c in req.candidate_item_ids):
+        raise InvalidArgument("candidate_item_ids", "contains an empty id")
+    unknown: dict[str, None] = {}
+    seen = catalog.lookup(req.history, unknown)
+    candidates = catalog.lookup(req.candidate_item_ids, unknown) if req.candidate_item_ids else None
+    if candidates is not None and not req.include_history:
+        candidates = candidates[~np.isin(candidates, seen)]
+    user, unknown_user = catalog.user_inputs(req.user_id, dict(req.user_features))
+    return Query(
+        history=seen[-catalog.max_len :],
+        seen=seen,
+        user=user,
+        k=req.k,
+        candidates=candidates,
+        include_history=req.include_history,
+        unknown_item_ids=tuple(unknown),
+        unknown_user=unknown_user,
+    )
+
+
+def encode_recommend(query: Query, ranked: Ranked, catalog: Catalog) -> pb.RecommendResponse:
+    return pb.RecommendResponse(
+        items=[pb.ScoredItem(item_id=i, score=s)
+               for i, s in zip(catalog.item_ids[ranked.items].tolist(), ranked.scores.tolist())],
+        unknown_item_ids=query.unknown_item_ids,
+        model_version=catalog.model_version,
+        history_used=len(query.history),
+        unknown_user=query.unknown_user,
+    )
+
+
+def encode_error(error: InvalidArgument) -> pb.RecommendResponse:
+    """A failed RecommendBatch entry."""
+    return pb.RecommendResponse(error=pb.RequestError(code="INVALID_ARGUMENT", message=str(error)))

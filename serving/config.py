@@ -1,0 +1,36 @@
+"""The serving component's one frozen config. Runtime knobs that Serve changes while
+running (batch size, wait timeout) arrive separately through `user_config`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    checkpoint: str  # checkpoint directory, loaded by every replica
+    device: str = "auto"  # "cpu", "cuda" or "auto": cuda when the replica was given a GPU
+    max_k: int = 1_000  # largest k a request may ask for
+    max_history: int = 10_000  # longer histories are refused (the model uses its last max_len items)
+    max_candidates: int = 10_000  # candidate_item_ids per request
+    max_batch_requests: int = 1_024  # entries per RecommendBatch call
+    default_n_steps: int = 64  # Explain: integrated-gradients steps when the request says 0
+    max_n_steps: int = 512
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """@serve.batch settings, set from Serve's user_config at start and on every reconfigure."""
+
+    max_batch_size: int = 64  # requests scored in one forward pass
+    batch_wait_timeout_s: float = 0.005  # how long a non-full batch waits for more requests
+
+    @staticmethod
+    def from_user_config(user_config: dict) -> "BatchConfig":
+        unknown = set(user_config) - {"max_batch_size", "batch_wait_timeout_s"}
+        if unknown:
+            raise ValueError(f"user_config: unknown keys {sorted(unknown)}")
+        config = BatchConfig(**user_config)
+        if config.max_batch_size < 1 or config.batch_wait_timeout_s < 0:
+            raise ValueError(f"user_config: max_batch_size must be >= 1 and batch_wait_timeout_s >= 0, got {config}")
+        return config

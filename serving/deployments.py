@@ -1,0 +1,138 @@
+"""The thin Ray Serve layer: one plain class per deployment, one method per RPC.
+
+Each gRPC method decodes (codec), calls the pure core (ranking / explain), encodes.
+Recommend takes one hop inside Ray: the ingress *is* the batched model replica.
+Explain is forwarded to the separate Explainer deployment through a handle, so heavy
+explanations never hold up Recommend's replicas.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+
+import grpc
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from attnrec.model.checkpoint import load_checkpoint
+from attnrec.model.train import resolve_device
+from attnrec.serving.codec import (Catalog, InvalidArgument, Query, Ranked, decode_recommend, encode_error,
+                                   encode_recommend)
+from attnrec.serving.config import BatchConfig, ServingConfig
+from attnrec.serving.explain_codec import answer_explain
+from attnrec.serving.ranking import rank
+from attnrec.v1 import recommender_pb2 as pb
+
+log = logging.getLogger("ray.serve")
+
+
+def _invalid(grpc_context, error: Exception) -> None:
+    grpc_context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
+    grpc_context.set_details(str(error))
+
+
+class BatchStats:
+    """Sizes of the batches this replica formed (for tests, benchmarks and operators)."""
+
+    def __init__(self) -> None:
+        self.sizes: Counter[int] = Counter()
+        self.started = time.time()
+
+    def record(self, n: int) -> None:
+        self.sizes[n] += 1
+
+    def summary(self) -> dict:
+        total = sum(self.sizes.values())
+        return {"batches": total, "requests": sum(k * v for k, v in self.sizes.items()),
+                "max_batch_size_seen": max(self.sizes, default=0), "histogram": dict(self.sizes)}
+
+
+@serve.deployment(max_ongoing_requests=256, user_config={"max_batch_size": 64, "batch_wait_timeout_s": 0.005})
+class Recommender:
+    def __init__(self, config: ServingConfig, explainer: DeploymentHandle | None = None):
+        self.config = config
+        ckpt = load_checkpoint(config.checkpoint, resolve_device(config.device))
+        self.model = ckpt.model
+        self.catalog = Catalog(ckpt)
+        self.explainer = explainer
+        self.stats = BatchStats()
+        log.info("Recommender loaded %s (%s, %d items) on %s", config.checkpoint, self.catalog.model_version,
+                 len(self.catalog.item_index), self.model.item_emb.weight.device)
+
+    def reconfigure(self, user_config: dict) -> None:
+        batch = BatchConfig.from_user_config(user_config)
+        self._rank_batched.set_max_batch_size(batch.max_batch_size)
+        self._rank_batched.set_batch_wait_timeout_s(batch.batch_wait_timeout_s)
+        self.batch_config = batch
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
+    async def _rank_batched(self, queries: list[Query]) -> list[Ranked]:
+        self.stats.record(len(queries))
+        return rank(self.model, queries)
+
+    async def Recommend(self, request: pb.RecommendRequest, grpc_context) -> pb.RecommendResponse:
+        try:
+            query = decode_recommend(request, self.catalog, self.config)
+        except InvalidArgument as e:
+            _invalid(grpc_context, e)
+            return pb.RecommendResponse()
+        return encode_recommend(query, await self._rank_batched(query), self.catalog)
+
+    async def RecommendBatch(self, request: pb.RecommendBatchRequest, grpc_context) -> pb.RecommendBatchResponse:
+        n = len(request.requests)
+        if not 1 <= n <= self.config.max_batch_requests:
+            _invalid(grpc_context, InvalidArgument("requests", f"{n} entries, expected 1..{self.config.max_batch_requests}"))
+            return pb.RecommendBatchResponse()
+        responses: list[pb.RecommendResponse | None] = [None] * n
+        valid: list[tuple[int, Query]] = []
+        for i, entry in enumerate(request.requests):
+            try:
+                valid.append((i, decode_recommend(entry, self.catalog, self.config)))
+            except InvalidArgument as e:
+                responses[i] = encode_error(InvalidArgument(f"requests[{i}].{e.field}", str(e).split(": ", 1)[1]))
+        step = self.batch_config.max_batch_size
+        for start in range(0, len(valid), step):
+            chunk = valid[start : start + step]
+            self.stats.record(len(chunk))
+            for (i, query), ranked in zip(chunk, rank(self.model, [q for _, q in chunk])):
+                responses[i] = encode_recommend(query, ranked, self.catalog)
+        return pb.RecommendBatchResponse(responses=responses)
+
+    async def Explain(self, request: pb.ExplainRequest, grpc_context) -> pb.ExplainResponse:
+        if self.explainer is None:
+            grpc_context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+            grpc_context.set_details("Explain: this application was built without an Explainer deployment")
+            return pb.ExplainResponse()
+        answer: tuple[bytes, str, str] = await self.explainer.explain.remote(request.SerializeToString())
+        payload, code, details = answer
+        if code:
+            grpc_context.set_code(getattr(grpc.StatusCode, code))
+            grpc_context.set_details(details)
+        return pb.ExplainResponse.FromString(payload)
+
+    def stats_summary(self) -> dict:
+        """Batch sizes formed so far (call through a DeploymentHandle)."""
+        return {**self.stats.summary(), "batch_config": vars(self.batch_config)}
+
+
+@serve.deployment(max_ongoing_requests=8)
+class Explainer:
+    """Explanations on their own replicas: heavy (integrated gradients runs n_steps forward
+    and backward passes) and rarer than Recommend, so they scale separately and never queue
+    in front of recommendations. Same checkpoint, same model_version as the Recommender."""
+
+    def __init__(self, config: ServingConfig):
+        self.config = config
+        self.ckpt = load_checkpoint(config.checkpoint, resolve_device(config.device))
+        self.catalog = Catalog(self.ckpt)
+
+    async def explain(self, payload: bytes) -> tuple[bytes, str, str]:
+        """Serialized ExplainRequest -> (serialized ExplainResponse, status code name or "", details)."""
+        request = pb.ExplainRequest.FromString(payload)
+        try:
+            response = answer_explain(request, self.ckpt, self.catalog, self.config)
+        except InvalidArgument as e:
+            return b"", "INVALID_ARGUMENT", str(e)
+        return response.SerializeToString(), "", ""

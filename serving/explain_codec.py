@@ -1,0 +1,109 @@
+"""ExplainRequest -> explanation -> ExplainResponse: pure functions (no Ray, no server)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from attnrec.explain.config import ExplainConfig
+from attnrec.explain.evaluate import top_k
+from attnrec.explain.explain import Explanation, explain
+from attnrec.explain.faithfulness import scores_without
+from attnrec.explain.features import feature_attributions
+from attnrec.explain.render import html_page, png
+from attnrec.model.checkpoint import Checkpoint
+from attnrec.serving.codec import Catalog, InvalidArgument, decode_recommend
+from attnrec.serving.config import ServingConfig
+from attnrec.serving.ranking import rank
+from attnrec.v1 import recommender_pb2 as pb
+
+USER_TOKEN = "<user>"
+FAITHFULNESS_K = 3
+RANDOM_DRAWS = 5
+
+
+@dataclass(frozen=True)
+class ExplainQuery:
+    history: np.ndarray  # known item indices within the window, oldest first
+    user: list[np.ndarray] | None
+    target: int  # item index to explain
+    n_steps: int
+    include_image: bool
+    include_html: bool
+    include_faithfulness: bool
+    unknown_item_ids: tuple[str, ...]
+
+
+def decode_explain(req: pb.ExplainRequest, model, catalog: Catalog, config: ServingConfig) -> ExplainQuery:
+    n_steps = req.n_steps or config.default_n_steps
+    if not 4 <= n_steps <= config.max_n_steps:
+        raise InvalidArgument("n_steps", f"must be 0 (default {config.default_n_steps}) or 4..{config.max_n_steps}, "
+                                         f"got {req.n_steps}")
+    if req.item_id and req.item_id not in catalog.item_index:
+        raise InvalidArgument("item_id", f"unknown item {req.item_id!r}")
+    query = decode_recommend(pb.RecommendRequest(user_id=req.user_id, history=req.history, k=1,
+                                                 user_features=req.user_features), catalog, config)
+    if len(query.history) == 0:
+        raise InvalidArgument("history", "no known item in the history: there is nothing to explain")
+    target = catalog.item_index[req.item_id] if req.item_id else int(rank(model, [query])[0].items[0])
+    return ExplainQuery(query.history, query.user, target, n_steps, req.include_image, req.include_html,
+                        req.include_faithfulness, query.unknown_item_ids)
+
+
+def faithfulness(model, q: ExplainQuery, e: Explanation, seed: int = 0) -> pb.Faithfulness:
+    """Logit drop when the top-k positions by combined score, the k most recent, or k random are removed."""
+    T = len(q.history)
+    k = min(FAITHFULNESS_K, T)
+    rng = np.random.default_rng(seed)
+    removals = [top_k(e.combined[e.item_slice], k), np.arange(T - k, T)]
+    removals += [rng.choice(T, size=k, replace=False) for _ in range(RANDOM_DRAWS)]
+    logits, _, full, _ = scores_without(model, q.history, q.user, q.target, removals)
+    drops = full - logits
+    return pb.Faithfulness(k=k, combined_drop=drops[0], recent_drop=drops[1], random_drop=float(drops[2:].mean()))
+
+
+def encode_explain(q: ExplainQuery, e: Explanation, ckpt: Checkpoint, catalog: Catalog,
+                   attention_layers: list[np.ndarray]) -> pb.ExplainResponse:
+    items = catalog.item_ids[q.history].tolist()
+    labels = ([USER_TOKEN] if e.has_user_token else []) + items
+    positions = ([-1] if e.has_user_token else []) + list(range(len(items)))
+    contributions = [
+        pb.Contribution(item_id=label, position=pos, attention=e.attention[i], attention_heads=e.attention_heads[:, i],
+                        rollout=e.rollout[i], attribution=e.attribution[i], combined=e.combined[i])
+        for i, (label, pos) in enumerate(zip(labels, positions))
+    ]
+    with torch.no_grad():
+        item_codes = [c.cpu().numpy() for c in ckpt.model.item_codes(torch.as_tensor(q.history))]
+    features = feature_attributions(e.part_attribution, items, item_codes, q.user, ckpt.item_encoders,
+                                    ckpt.user_encoders)
+    title = f"why item {catalog.item_ids[q.target]} (score {e.score:.2f})"
+    picture = png(e, labels, title, attention_layers) if (q.include_image or q.include_html) else b""
+    return pb.ExplainResponse(
+        item_id=catalog.item_ids[q.target], score=e.score, baseline_score=e.baseline_score,
+        contributions=contributions,
+        feature_attributions=[pb.FeatureAttribution(feature=f, value=v, attribution=a) for f, v, a in features],
+        convergence_delta=e.convergence_delta, n_steps=e.n_steps,
+        image_png=picture if q.include_image else b"",
+        html=html_page(e, labels, title, features, picture) if q.include_html else "",
+        unknown_item_ids=q.unknown_item_ids, model_version=catalog.model_version,
+    )
+
+
+def answer_explain(req: pb.ExplainRequest, ckpt: Checkpoint, catalog: Catalog, config: ServingConfig,
+                   explain_config: ExplainConfig = ExplainConfig()) -> pb.ExplainResponse:
+    """The whole Explain RPC below the Ray layer; raises InvalidArgument for bad input."""
+    model = ckpt.model
+    q = decode_explain(req, model, catalog, config)
+    e = explain(model, q.history, q.user, q.target, explain_config, q.n_steps)
+    with torch.no_grad():
+        device = model.item_emb.weight.device
+        seq = torch.as_tensor(q.history[None, :], device=device)
+        user = None if q.user is None else [torch.as_tensor(np.asarray(c)[None], device=device) for c in q.user]
+        _, attentions = model(seq, user, return_attention=True)
+    layers = [a[0, :, -1, :].double().cpu().numpy() for a in attentions]  # per layer (H, T')
+    response = encode_explain(q, e, ckpt, catalog, layers)
+    if q.include_faithfulness:
+        response.faithfulness.CopyFrom(faithfulness(model, q, e))
+    return response

@@ -1,0 +1,72 @@
+"""Scoring a batch of decoded queries in one forward pass: pure torch, no Ray.
+
+One `encode` for the whole batch; whole-catalogue queries share one matmul and one
+top-k, candidate queries one padded gather. Seen items are masked with a scatter, so
+no Python loop runs over catalogue items.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from attnrec.model.sasrec import PAD, SASRec
+from attnrec.model.sequences import left_pad
+from attnrec.serving.codec import Query, Ranked
+
+
+def _stack_users(queries: Sequence[Query], device: torch.device) -> list[torch.Tensor] | None:
+    if queries[0].user is None:
+        return None
+    return [torch.as_tensor(np.stack([q.user[f] for q in queries]), device=device) for f in range(len(queries[0].user))]
+
+
+def _pad(rows: Sequence[np.ndarray]) -> np.ndarray:
+    """Right-pad index arrays with 0 into (B, longest)."""
+    out = np.zeros((len(rows), max((len(r) for r in rows), default=0) or 1), dtype=np.int64)
+    for b, r in enumerate(rows):
+        out[b, : len(r)] = r
+    return out
+
+
+def _mask_seen(scores: torch.Tensor, queries: Sequence[Query]) -> None:
+    """Set -inf at padding and, unless include_history, at every seen item. Column = item index."""
+    masked = [q.seen if not q.include_history else np.zeros(0, np.int64) for q in queries]
+    scores.scatter_(1, torch.as_tensor(_pad(masked), device=scores.device), float("-inf"))
+    scores[:, PAD] = float("-inf")
+
+
+@torch.inference_mode()
+def rank(model: SASRec, queries: Sequence[Query]) -> list[Ranked]:
+    """Top-k per query, best first; fewer than k when fewer items are eligible."""
+    if not queries:
+        return []
+    device = model.item_emb.weight.device
+    seq = torch.as_tensor(left_pad([q.history for q in queries], model.config.max_len), device=device)
+    state = model.encode(seq, _stack_users(queries, device))  # (B, D)
+    out: list[Ranked | None] = [None] * len(queries)
+    full = [i for i, q in enumerate(queries) if q.candidates is None]
+    if full:
+        scores = state[full] @ model.all_item_vectors().T  # (F, N+1)
+        _mask_seen(scores, [queries[i] for i in full])
+        k = min(max(queries[i].k for i in full), scores.shape[1])
+        top_scores, top_items = scores.topk(k, dim=1)  # (F, k)
+        _collect(out, full, queries, top_items, top_scores)
+    picked = [i for i, q in enumerate(queries) if q.candidates is not None]
+    if picked:
+        columns = torch.as_tensor(_pad([queries[i].candidates for i in picked]), device=device)  # (P, C)
+        scores = torch.einsum("pd,pcd->pc", state[picked], model.item_vectors(columns))  # (P, C)
+        scores.masked_fill_(columns == PAD, float("-inf"))  # seen candidates were dropped by the codec
+        k = min(max(queries[i].k for i in picked), scores.shape[1])
+        top_scores, top_pos = scores.topk(k, dim=1)  # (P, k)
+        _collect(out, picked, queries, columns.gather(1, top_pos), top_scores)
+    return out  # type: ignore[return-value]
+
+
+def _collect(out: list, rows: list[int], queries: Sequence[Query], items: torch.Tensor, scores: torch.Tensor) -> None:
+    items, scores = items.cpu().numpy(), scores.float().cpu().numpy()
+    for r, i in enumerate(rows):
+        keep = np.isfinite(scores[r, : queries[i].k])
+        out[i] = Ranked(items=items[r, : queries[i].k][keep], scores=scores[r, : queries[i].k][keep])

@@ -1,0 +1,111 @@
+"""`attnrec serve` and `attnrec recommend`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+from attnrec.serving.app import DEFAULT_CONFIG
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve a checkpoint over gRPC from Ray Serve (blocks; Ctrl-C stops)")
+    p.add_argument("--checkpoint", help="checkpoint directory (default: the one kept in the repo)")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="Serve config YAML")
+    p.add_argument("--port", type=int, help="gRPC port (default: from the config, 9000)")
+    p.add_argument("--http-port", type=int, help="Serve HTTP port (default: from the config, 8000)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address Ray and Serve's HTTP proxy bind to (default loopback; 0.0.0.0 = every interface)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override the config's device")
+    p.add_argument("--num-cpus", type=int, help="CPUs Ray may use (default: all)")
+    p.add_argument("--dashboard", action="store_true", help="start Ray's dashboard (on --host)")
+    p.set_defaults(run=cmd_serve)
+
+    r = sub.add_parser("recommend", help="ask a running service for recommendations (a gRPC client)")
+    r.add_argument("--target", default="127.0.0.1:9000", help="host:port of the gRPC proxy")
+    r.add_argument("--user", default="", help="user id (selects stored user features)")
+    r.add_argument("--history", default="", help="comma-separated item ids, oldest first")
+    r.add_argument("--candidates", default="", help="comma-separated item ids to re-rank (default: all)")
+    r.add_argument("--k", type=int, default=10)
+    r.add_argument("--include-history", action="store_true", help="allow items already in the history")
+    r.add_argument("--timeout", type=float, default=10.0, help="deadline in seconds")
+    r.add_argument("--json", action="store_true", help="print the response as JSON")
+    r.set_defaults(run=cmd_recommend)
+
+
+def _split(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ray import serve
+
+    from attnrec.serving.app import ServeFile, resolve_checkpoint
+    from attnrec.serving.server import serving_config, start_ray, start_service
+
+    serve_file = ServeFile.load(args.config)
+    config = serving_config(serve_file, args.checkpoint, args.device)
+    checkpoint = resolve_checkpoint(config.checkpoint)
+    if not (Path(checkpoint) / "config.json").exists():
+        raise FileNotFoundError(f"{checkpoint}: not a checkpoint directory; train one with `attnrec train --out DIR`")
+    grpc_port = args.port or serve_file.grpc_port
+    http_port = args.http_port or serve_file.http_port
+    print(f"starting Ray and Serve (checkpoint {checkpoint}) ...", flush=True)
+    start_ray(args.num_cpus, args.host, args.dashboard)
+    stop = {"now": False}
+    for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, and a supervisor's stop
+        signal.signal(sig, lambda *_: stop.update(now=True))
+    try:
+        start_service(config, serve_file, grpc_port, http_port, args.host)
+        examples = _example_history(checkpoint)
+        print(f"\nattnrec is serving on {args.host}:{grpc_port} (gRPC, reflection on). Try:\n"
+              f"  attnrec recommend --target 127.0.0.1:{grpc_port} --history {','.join(examples)} --k 5\n"
+              f"  grpcurl -plaintext -d '{{\"history\": {json.dumps(examples)}, \"k\": 5}}' "
+              f"127.0.0.1:{grpc_port} attnrec.v1.Recommender/Recommend\n"
+              f"Ctrl-C stops.", flush=True)
+        while not stop["now"]:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("stopping ...", flush=True)
+        serve.shutdown()
+        import ray
+
+        ray.shutdown()
+    return 0
+
+
+def _example_history(checkpoint: str, n: int = 5) -> list[str]:
+    """A few item ids the model knows, for the ready message."""
+    import pyarrow.parquet as pq
+
+    ids = pq.read_table(Path(checkpoint) / "items.parquet").column("item_id").to_pylist()
+    return ids[:: max(1, len(ids) // n)][:n]
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    import grpc
+    from google.protobuf import json_format
+
+    from attnrec.serving.client import RecommenderClient
+
+    with RecommenderClient(args.target, timeout=args.timeout) as client:
+        try:
+            r = client.recommend(_split(args.history), args.k, args.user, _split(args.candidates),
+                                 args.include_history)
+        except grpc.RpcError as e:
+            print(f"attnrec recommend: {e.code().name}: {e.details()}", file=sys.stderr)
+            return 1
+    if args.json:
+        print(json_format.MessageToJson(r, preserving_proto_field_name=True))
+        return 0
+    print(f"model {r.model_version}; history used {r.history_used}"
+          + (f"; unknown ids {list(r.unknown_item_ids)}" if r.unknown_item_ids else ""))
+    for rank, item in enumerate(r.items, 1):
+        print(f"{rank:>3}. {item.item_id:<20} {item.score:8.3f}")
+    return 0

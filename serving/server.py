@@ -1,0 +1,72 @@
+"""Starting Ray and Serve for attnrec on one machine (the CLI and the tests share this)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import replace
+
+from attnrec.serving.app import APP_NAME, SERVICER, ServeFile, build_app
+from attnrec.serving.config import ServingConfig
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_ray(num_cpus: int | None = None, host: str = "127.0.0.1", dashboard: bool = False) -> None:
+    """A local Ray on loopback (unless `host` says otherwise), without the dashboard by default."""
+    # Without this, two Ray clusters on one host silently share Serve's ports and calls
+    # land on the wrong one. It must be set before Ray starts its processes.
+    os.environ["SERVE_SOCKET_REUSE_PORT_ENABLED"] = "0"
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=num_cpus, include_dashboard=dashboard, _node_ip_address=host,
+                 dashboard_host=host, log_to_driver=True)
+
+
+def start_service(config: ServingConfig, serve_file: ServeFile, grpc_port: int, http_port: int,
+                  host: str = "127.0.0.1", blocking_timeout_s: float = 600) -> None:
+    """Start Serve's proxies and deploy the attnrec app; returns once it is running."""
+    from ray import serve
+    from ray.serve.config import gRPCOptions
+
+    for name, port in (("gRPC", grpc_port), ("HTTP", http_port)):
+        if not port_free(port, host):
+            raise RuntimeError(f"{name} port {port} on {host} is in use: pick another with --port/--http-port")
+    serve.start(
+        http_options={"host": host, "port": http_port},
+        grpc_options=gRPCOptions(port=grpc_port, grpc_servicer_functions=[SERVICER],
+                                 request_timeout_s=serve_file.request_timeout_s),
+    )
+    serve.run(build_app(config, serve_file.deployments), name=APP_NAME, route_prefix=serve_file.route_prefix,
+              blocking=False)
+    deadline = time.monotonic() + blocking_timeout_s
+    while serve.status().applications[APP_NAME].status != "RUNNING":
+        status = serve.status().applications[APP_NAME]
+        if status.status == "DEPLOY_FAILED":
+            raise RuntimeError(f"attnrec failed to deploy: {status.message}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"attnrec not running after {blocking_timeout_s:.0f} s: {status.status} {status.message}")
+        time.sleep(0.5)
+
+
+def serving_config(serve_file: ServeFile, checkpoint: str | None, device: str | None) -> ServingConfig:
+    args = dict(serve_file.args)
+    if checkpoint:
+        args["checkpoint"] = checkpoint
+    config = ServingConfig(**{"checkpoint": "default", **args})
+    return replace(config, device=device) if device else config

@@ -1,0 +1,151 @@
+"""Ray Serve over real gRPC: one Ray and one Serve app for the whole module."""
+
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from attnrec.model.checkpoint import load_checkpoint
+from attnrec.serving.app import APP_NAME, DEFAULT_CONFIG, ServeFile, build_app
+from attnrec.serving.client import RecommenderClient
+from attnrec.serving.codec import Catalog, decode_recommend
+from attnrec.serving.config import ServingConfig
+from attnrec.serving.ranking import rank
+from attnrec.v1 import recommender_pb2 as pb
+
+pytestmark = pytest.mark.integration
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "contract_check.py"
+AUTOSCALE = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 2, "upscale_delay_s": 1,
+             "downscale_delay_s": 3, "metrics_interval_s": 0.5, "look_back_period_s": 2}
+
+
+def options(batch_size=8, wait=0.05):
+    return {"Recommender": {"ray_actor_options": {"num_cpus": 0}, "max_ongoing_requests": 64,
+                            "user_config": {"max_batch_size": batch_size, "batch_wait_timeout_s": wait},
+                            "autoscaling_config": AUTOSCALE}}
+
+
+@pytest.fixture(scope="module")
+def service(checkpoint):
+    from ray import serve
+
+    from attnrec.serving.server import free_port, start_ray, start_service
+
+    start_ray(num_cpus=2)
+    serve_file = ServeFile.load(DEFAULT_CONFIG)
+    serve_file.deployments = options()
+    port = free_port()
+    config = ServingConfig(checkpoint=str(checkpoint), device="cpu", max_k=100)
+    start_service(config, serve_file, port, free_port())
+    yield {"port": port, "config": config, "serve_file": serve_file}
+    serve.shutdown()
+
+
+@pytest.fixture
+def client(service):
+    with RecommenderClient(f"127.0.0.1:{service['port']}", timeout=30) as c:
+        yield c
+
+
+def handle():
+    from ray import serve
+
+    return serve.get_deployment_handle("Recommender", app_name=APP_NAME)
+
+
+def test_results_over_grpc_equal_the_models_own_topk(client, checkpoint, service):
+    ckpt = load_checkpoint(checkpoint)
+    catalog = Catalog(ckpt)
+    for hist, user in ((["i1", "i5", "i9"], ""), (["i40", "i41"], "u7"), (["i3"] * 2 + ["i100"], "u8")):
+        got = client.recommend(hist, k=10, user_id=user)
+        want = rank(ckpt.model, [decode_recommend(RecommenderClient.request(hist, 10, user), catalog,
+                                                  service["config"])])[0]
+        assert [i.item_id for i in got.items] == catalog.item_ids[want.items].tolist()
+        np.testing.assert_allclose([i.score for i in got.items], want.scores, rtol=1e-4, atol=1e-5)
+        assert got.model_version == ckpt.metadata["model_version"]
+
+
+def test_batch_isolates_a_bad_entry(client):
+    good = RecommenderClient.request(["i1", "i2"], 3)
+    bad = RecommenderClient.request(["i1"], 0)
+    r = client.recommend_batch([good, bad, RecommenderClient.request(["nope"], 2, user_id="u1")])
+    assert [len(x.items) for x in r.responses] == [3, 0, 2]
+    assert r.responses[1].error.code == "INVALID_ARGUMENT" and "requests[1].k" in r.responses[1].error.message
+    assert list(r.responses[2].unknown_item_ids) == ["nope"]
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(history=["i1"], k=0), "k"),
+    (dict(history=["i1"], k=101), "k"),
+    (dict(history=[], k=3), "history"),
+    (dict(history=["i1"], k=3, candidates=["i2", "i2"]), "candidate_item_ids"),
+])
+def test_bad_input_is_invalid_argument_naming_the_field(client, kwargs, field):
+    with pytest.raises(grpc.RpcError) as e:
+        client.recommend(**kwargs)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details().startswith(field)
+
+
+def test_empty_batch_is_invalid(client):
+    with pytest.raises(grpc.RpcError) as e:
+        client.recommend_batch([])
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "requests" in e.value.details()
+
+
+def test_client_deadline_is_honoured(client):
+    with pytest.raises(grpc.RpcError) as e:
+        client.recommend(["i1"], k=5, timeout=0.0005)
+    assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_concurrent_calls_are_batched(client):
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(lambda i: client.recommend([f"i{i}", f"i{i + 1}"], k=3), range(96)))
+    assert all(len(r.items) == 3 for r in results)
+    seen = max(handle().stats_summary.remote().result()["max_batch_size_seen"] for _ in range(4))
+    assert seen > 1
+
+
+def test_reconfigure_changes_batching_at_run_time(service):
+    from ray import serve
+
+    config, serve_file = service["config"], service["serve_file"]
+    serve.run(build_app(config, options(batch_size=3, wait=0.01)), name=APP_NAME, route_prefix=serve_file.route_prefix)
+    summary = handle().stats_summary.remote().result()
+    assert summary["batch_config"] == {"max_batch_size": 3, "batch_wait_timeout_s": 0.01}
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="shared/contract_check.py sits beside the repository in CI only")
+def test_contract_through_reflection_alone(service):
+    items = ",".join(f"i{i}" for i in range(20, 30))
+    out = subprocess.run([sys.executable, str(SHARED), "--port", str(service["port"]), "--items", items,
+                          "--no-explain"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_autoscales_to_two_replicas_under_load_and_back(client):
+    from ray import serve
+
+    def replicas() -> int:
+        status = serve.status().applications[APP_NAME].deployments["Recommender"]
+        return status.replica_states.get("RUNNING", 0)
+
+    deadline, peak = time.monotonic() + 60, 1
+    with ThreadPoolExecutor(16) as pool:
+        while time.monotonic() < deadline and peak < 2:
+            list(pool.map(lambda i: client.recommend_batch([RecommenderClient.request([f"i{i}"], 5)] * 64), range(64)))
+            peak = max(peak, replicas())
+    assert peak == 2
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and replicas() > 1:
+        time.sleep(1)
+    assert replicas() == 1
