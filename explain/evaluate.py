@@ -3,7 +3,8 @@
 For N users' top-1 recommendation, remove the top-k history positions as ranked by each
 method and record how far the item's logit and rank fall (ERASER comprehensiveness; the
 mean over k = 1, 3, 5 is AOPC-style). Rows: combined, IG alone, raw attention, rollout,
-the k most recent items, k random items (mean of several draws).
+deletion alone (single-position ablation), the k most recent items, k random items (mean
+of several draws).
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from attnrec.explain.explain import Explanation, explain
 from attnrec.explain.faithfulness import scores_without
 from attnrec.model.sasrec import SASRec
 
-METHODS = ("combined", "ig", "attention", "rollout", "recent", "random")
+METHODS = ("combined", "ig", "deletion", "attention", "rollout", "recent", "random")
 
 
 def method_scores(e: Explanation) -> dict[str, np.ndarray]:
     """Per history position (user token excluded): larger = removed first."""
     s = e.item_slice
     T = len(e.history)
-    return {"combined": e.combined[s], "ig": e.attribution[s], "attention": e.attention[s],
+    return {"combined": e.combined[s], "ig": e.attribution[s], "deletion": e.deletion[s], "attention": e.attention[s],
             "rollout": e.rollout[s], "recent": np.arange(T, dtype=np.float64)}
 
 

@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 
+from attnrec.explain import cli as explain_cli
 from attnrec.model import cli as model_cli
 from attnrec.model.data import DataError
 from attnrec.serving import serve_cli
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     model_cli.add_parsers(sub)
     serve_cli.add_parsers(sub)
+    explain_cli.add_parsers(sub)
     return parser
 
 

@@ -71,7 +71,8 @@ def encode_explain(q: ExplainQuery, e: Explanation, ckpt: Checkpoint, catalog: C
     positions = ([-1] if e.has_user_token else []) + list(range(len(items)))
     contributions = [
         pb.Contribution(item_id=label, position=pos, attention=e.attention[i], attention_heads=e.attention_heads[:, i],
-                        rollout=e.rollout[i], attribution=e.attribution[i], combined=e.combined[i])
+                        rollout=e.rollout[i], attribution=e.attribution[i], combined=e.combined[i],
+                        deletion=e.deletion[i])
         for i, (label, pos) in enumerate(zip(labels, positions))
     ]
     with torch.no_grad():

@@ -29,7 +29,8 @@ AUTOSCALE = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 2,
 def options(batch_size=8, wait=0.05):
     return {"Recommender": {"ray_actor_options": {"num_cpus": 0}, "max_ongoing_requests": 64,
                             "user_config": {"max_batch_size": batch_size, "batch_wait_timeout_s": wait},
-                            "autoscaling_config": AUTOSCALE}}
+                            "autoscaling_config": AUTOSCALE},
+            "Explainer": {"ray_actor_options": {"num_cpus": 0}, "num_replicas": 1}}
 
 
 @pytest.fixture(scope="module")
@@ -126,9 +127,36 @@ def test_reconfigure_changes_batching_at_run_time(service):
 @pytest.mark.skipif(not SHARED.exists(), reason="shared/contract_check.py sits beside the repository in CI only")
 def test_contract_through_reflection_alone(service):
     items = ",".join(f"i{i}" for i in range(20, 30))
-    out = subprocess.run([sys.executable, str(SHARED), "--port", str(service["port"]), "--items", items,
-                          "--no-explain"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, str(SHARED), "--port", str(service["port"]), "--items", items],
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_explain_over_grpc(client):
+    r = client.explain(history=["i20", "i21", "i22", "i23"], item_id="i24", include_faithfulness=True,
+                       include_image=True)
+    assert r.item_id == "i24" and [c.item_id for c in r.contributions][-4:] == ["i20", "i21", "i22", "i23"]
+    assert abs(r.convergence_delta) < 0.05 * abs(r.score - r.baseline_score)
+    assert r.feature_attributions and r.image_png.startswith(b"\x89PNG") and r.faithfulness.k == 3
+    for bad, field in ((dict(item_id="nope"), "item_id"), (dict(n_steps=2), "n_steps"), (dict(history=["zz"]), "history")):
+        with pytest.raises(grpc.RpcError) as e:
+            client.explain(**{"history": ["i20"], **bad})
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and e.value.details().startswith(field)
+
+
+def test_recommend_unaffected_when_the_explainer_is_killed(client):
+    import ray
+
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if "Explainer" in a["name"]]
+    assert names
+    for name in names:
+        ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+    for i in range(5):
+        assert len(client.recommend([f"i{i}"], k=3).items) == 3
+    try:  # Explain fails cleanly (or is already served by a replacement replica), never hangs
+        client.explain(history=["i1"], timeout=30)
+    except grpc.RpcError as e:
+        assert e.code() != grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 @pytest.mark.slow

@@ -101,7 +101,7 @@ class ExplainRequest(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., history: _Optional[_Iterable[str]] = ..., user_features: _Optional[_Mapping[str, str]] = ..., item_id: _Optional[str] = ..., n_steps: _Optional[int] = ..., include_image: _Optional[bool] = ..., include_html: _Optional[bool] = ..., include_faithfulness: _Optional[bool] = ...) -> None: ...
 
 class Contribution(_message.Message):
-    __slots__ = ("item_id", "position", "attention", "attention_heads", "rollout", "attribution", "combined")
+    __slots__ = ("item_id", "position", "attention", "attention_heads", "rollout", "attribution", "combined", "deletion")
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     POSITION_FIELD_NUMBER: _ClassVar[int]
     ATTENTION_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +109,7 @@ class Contribution(_message.Message):
     ROLLOUT_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTION_FIELD_NUMBER: _ClassVar[int]
     COMBINED_FIELD_NUMBER: _ClassVar[int]
+    DELETION_FIELD_NUMBER: _ClassVar[int]
     item_id: str
     position: int
     attention: float
@@ -116,7 +117,8 @@ class Contribution(_message.Message):
     rollout: float
     attribution: float
     combined: float
-    def __init__(self, item_id: _Optional[str] = ..., position: _Optional[int] = ..., attention: _Optional[float] = ..., attention_heads: _Optional[_Iterable[float]] = ..., rollout: _Optional[float] = ..., attribution: _Optional[float] = ..., combined: _Optional[float] = ...) -> None: ...
+    deletion: float
+    def __init__(self, item_id: _Optional[str] = ..., position: _Optional[int] = ..., attention: _Optional[float] = ..., attention_heads: _Optional[_Iterable[float]] = ..., rollout: _Optional[float] = ..., attribution: _Optional[float] = ..., combined: _Optional[float] = ..., deletion: _Optional[float] = ...) -> None: ...
 
 class FeatureAttribution(_message.Message):
     __slots__ = ("feature", "value", "attribution")
