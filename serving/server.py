@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from attnrec.serving.app import APP_NAME, SERVICER, ServeFile, build_app
 from attnrec.serving.config import ServingConfig
+from attnrec.serving.loopback import HOST_ENV
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -27,15 +28,16 @@ def free_port() -> int:
 
 
 def start_ray(num_cpus: int | None = None, host: str = "127.0.0.1", dashboard: bool = False) -> None:
-    """A local Ray on loopback (unless `host` says otherwise), without the dashboard by default."""
+    """A local Ray whose Serve proxies bind `host` (loopback by default), without the dashboard by default."""
     # Without this, two Ray clusters on one host silently share Serve's ports and calls
     # land on the wrong one. It must be set before Ray starts its processes.
     os.environ["SERVE_SOCKET_REUSE_PORT_ENABLED"] = "0"
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=num_cpus, include_dashboard=dashboard, _node_ip_address=host,
-                 dashboard_host=host, log_to_driver=True)
+        runtime_env = {"env_vars": {HOST_ENV: host},
+                       "worker_process_setup_hook": "attnrec.serving.loopback.bind_grpc_proxy_to_host"}
+        ray.init(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host=host, runtime_env=runtime_env)
 
 
 def start_service(config: ServingConfig, serve_file: ServeFile, grpc_port: int, http_port: int,

@@ -73,6 +73,14 @@ def test_results_over_grpc_equal_the_models_own_topk(client, checkpoint, service
         assert got.model_version == ckpt.metadata["model_version"]
 
 
+def test_proxies_listen_on_loopback_only(service):
+    import psutil
+
+    listening = {c.laddr.ip for c in psutil.net_connections(kind="tcp")
+                 if c.status == psutil.CONN_LISTEN and c.laddr.port == service["port"]}
+    assert listening and all(ip in ("127.0.0.1", "::ffff:127.0.0.1") for ip in listening), listening
+
+
 def test_batch_isolates_a_bad_entry(client):
     good = RecommenderClient.request(["i1", "i2"], 3)
     bad = RecommenderClient.request(["i1"], 0)
