@@ -8,7 +8,8 @@ from their region and age group, so user features carry signal.
 Planted causes: categories come in pairs (2k -> 2k+1, "phone -> phone case") for the
 first `n_cause_pairs` pairs. Buying cause item j makes its accessory j + 1 (the next
 category, same rank) follow `gap` = 1..max_gap steps later with probability
-`p_follow`. The interactions table records this in `cause_item_id` (null for ordinary
+`p_follow`. Accessories are bought for no other reason (their categories are never an
+ordinary pick), so each planted effect has one true cause. The interactions table records this in `cause_item_id` (null for ordinary
 purchases), so an explanation can be checked against the truth.
 
 Users are generated in chunks and written row group by row group: memory holds one
@@ -48,6 +49,13 @@ def is_cause(item: np.ndarray, config: ShopConfig) -> np.ndarray:
     return (category % 2 == 0) & (category < 2 * config.n_cause_pairs) & (item + 1 < config.n_items)
 
 
+def ordinary_categories(config: ShopConfig) -> np.ndarray:
+    """Categories bought for their own sake: every one but the accessory side of a cause pair
+    (a phone case is bought because of a phone), so a planted effect has exactly one cause."""
+    c = np.arange(config.n_categories)
+    return c[~((c % 2 == 1) & (c < 2 * config.n_cause_pairs))]
+
+
 def _items(config: ShopConfig, rng: np.random.Generator) -> pa.Table:
     j = np.arange(config.n_items)
     category = j % config.n_categories
@@ -67,7 +75,7 @@ def _taste(config: ShopConfig, region: np.ndarray, age: np.ndarray) -> np.ndarra
     """(U, 3) favourite categories, a function of region and age group only."""
     group = region * 4 + np.clip((age - 18) // 13, 0, 3)
     rng = np.random.default_rng(config.seed + 7)
-    table = np.stack([rng.choice(config.n_categories, 3, replace=False) for _ in range(config.n_regions * 4)])
+    table = np.stack([rng.choice(ordinary_categories(config), 3, replace=False) for _ in range(config.n_regions * 4)])
     return table[group]
 
 
@@ -87,10 +95,11 @@ def _chunk(config: ShopConfig, first_user: int, n: int, rng: np.random.Generator
     items = np.full((n, T), -1, dtype=np.int64)
     causes = np.full((n, T), -1, dtype=np.int64)
     rows = np.arange(n)
+    ordinary = ordinary_categories(config)
     for t in range(T):
         free = items[:, t] < 0
         category = np.where(rng.random(n) < config.p_taste, taste[rows, rng.integers(0, 3, n)],
-                            rng.integers(0, config.n_categories, n))
+                            rng.choice(ordinary, n))
         pick = _sample_ranks(n, per_category, config, rng) * config.n_categories + category
         pick = np.where(pick < config.n_items, pick, category)
         items[free, t] = pick[free]
