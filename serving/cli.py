@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 
+from attnrec.bench import cli as bench_cli
 from attnrec.explain import cli as explain_cli
 from attnrec.model import cli as model_cli
 from attnrec.model.data import DataError
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_cli.add_parsers(sub)
     serve_cli.add_parsers(sub)
     explain_cli.add_parsers(sub)
+    bench_cli.add_parsers(sub)
     return parser
 
 

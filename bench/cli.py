@@ -1,0 +1,42 @@
+"""`attnrec bench`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="throughput and latency of every layer, side by side (JSON + plots)")
+    p.add_argument("--checkpoint", default="default", help="checkpoint to serve (default: the one kept in the repo)")
+    p.add_argument("--quick", action="store_true", help="a short smoke run (CI): fewer, shorter load points")
+    p.add_argument("--out", type=Path, default=Path("runs/bench"), help="directory for bench.json and bench.png")
+    p.add_argument("--duration", type=float, help="seconds per load point")
+    p.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"), help="compare two result files")
+    p.set_defaults(run=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from attnrec.bench.run import BenchConfig, compare, run, table
+    from attnrec.serving.app import resolve_checkpoint
+
+    if args.compare:
+        a, b = (json.loads(p.read_text()) for p in args.compare)
+        print(compare(a, b))
+        return 0
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    config = BenchConfig.quick(checkpoint) if args.quick else BenchConfig(checkpoint)
+    if args.duration:
+        config = replace(config, duration_s=args.duration)
+    try:
+        report = run(config, args.out)
+    finally:
+        import ray
+
+        ray.shutdown()
+    print(table(report))
+    print(f"written to {args.out}/bench.json and bench.png")
+    return 0

@@ -1,0 +1,104 @@
+"""The comparison a user would pick instead of Ray: one `grpc.aio` process with an asyncio
+micro-batcher, serving the same model through the same codec and ranking code.
+
+`python -m attnrec.bench.plain_server --checkpoint DIR --port P` (prints "ready" when serving).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import grpc
+
+from attnrec.model.checkpoint import load_checkpoint
+from attnrec.serving.codec import Catalog, InvalidArgument, Query, Ranked, decode_recommend, encode_error, encode_recommend
+from attnrec.serving.config import BatchConfig, ServingConfig
+from attnrec.serving.ranking import rank
+from attnrec.v1 import recommender_pb2 as pb
+from attnrec.v1 import recommender_pb2_grpc as pb_grpc
+
+
+class MicroBatcher:
+    """Collects queries for up to `wait` seconds or `size` queries, then ranks them together."""
+
+    def __init__(self, model, batch: BatchConfig):
+        self.model, self.batch = model, batch
+        self.queue: asyncio.Queue[tuple[Query, asyncio.Future]] = asyncio.Queue()
+        self.sizes: dict[int, int] = {}
+
+    async def submit(self, query: Query) -> Ranked:
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put((query, future))
+        return await future
+
+    async def loop(self) -> None:
+        while True:
+            items = [await self.queue.get()]
+            deadline = asyncio.get_running_loop().time() + self.batch.batch_wait_timeout_s
+            while len(items) < self.batch.max_batch_size:
+                timeout = deadline - asyncio.get_running_loop().time()
+                try:
+                    items.append(await asyncio.wait_for(self.queue.get(), max(timeout, 0)))
+                except asyncio.TimeoutError:
+                    break
+            self.sizes[len(items)] = self.sizes.get(len(items), 0) + 1
+            for (_, future), ranked in zip(items, rank(self.model, [q for q, _ in items])):
+                future.set_result(ranked)
+
+
+class PlainRecommender(pb_grpc.RecommenderServicer):
+    def __init__(self, checkpoint: str, batch: BatchConfig):
+        ckpt = load_checkpoint(checkpoint)
+        self.config = ServingConfig(checkpoint=checkpoint)
+        self.model, self.catalog = ckpt.model, Catalog(ckpt)
+        self.batcher = MicroBatcher(self.model, batch)
+
+    async def Recommend(self, request, context):
+        try:
+            query = decode_recommend(request, self.catalog, self.config)
+        except InvalidArgument as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        return encode_recommend(query, await self.batcher.submit(query), self.catalog)
+
+    async def RecommendBatch(self, request, context):
+        out = []
+        for entry in request.requests:
+            try:
+                query = decode_recommend(entry, self.catalog, self.config)
+                out.append((query, None))
+            except InvalidArgument as e:
+                out.append((None, encode_error(e)))
+        ranked = iter(rank(self.model, [q for q, err in out if q is not None]))
+        return pb.RecommendBatchResponse(responses=[err if q is None else encode_recommend(q, next(ranked), self.catalog)
+                                                    for q, err in out])
+
+
+async def serve(checkpoint: str, port: int, batch: BatchConfig) -> None:
+    servicer = PlainRecommender(checkpoint, batch)
+    server = grpc.aio.server()
+    pb_grpc.add_RecommenderServicer_to_server(servicer, server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    task = asyncio.create_task(servicer.batcher.loop())
+    print("ready", flush=True)
+    try:
+        await server.wait_for_termination()
+    finally:
+        task.cancel()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--max-batch-size", type=int, default=BatchConfig.max_batch_size)
+    p.add_argument("--batch-wait-timeout-s", type=float, default=BatchConfig.batch_wait_timeout_s)
+    a = p.parse_args(argv)
+    asyncio.run(serve(a.checkpoint, a.port, BatchConfig(a.max_batch_size, a.batch_wait_timeout_s)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

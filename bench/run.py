@@ -1,0 +1,333 @@
+"""`attnrec bench`: every layer of the serving path measured in one run, side by side.
+
+1. model alone: decoded queries -> batched forward + top-k, per batch size (the limit)
+2. plain grpc.aio server with an asyncio micro-batcher (bench/plain_server.py)
+3. Ray Serve gRPC: Recommend with batching on and off, RecommendBatch, Explain
+4. Explain per method (attention only, IG, deletion, combined) per n_steps, in-process
+Load comes from bench/loadgen.py in its own process (closed-loop concurrency sweep and an
+open-loop fixed-rate run). Results: JSON (config, versions, machine, git commit, every
+figure), PNG plots, and a table. Nothing here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    checkpoint: str
+    concurrency: tuple[int, ...] = (1, 8, 32, 128)
+    duration_s: float = 5.0  # per load point
+    history: int = 50  # items per request history
+    k: int = 10
+    batch_users: int = 64  # users per RecommendBatch call
+    model_batch_sizes: tuple[int, ...] = (1, 8, 32, 64, 128)
+    explain_steps: tuple[int, ...] = (16, 64)
+    explain_repeats: int = 5
+    open_loop_fraction: float = 0.5  # open-loop rate as a share of the plain server's saturated rate
+    max_batch_size: int = 64
+    batch_wait_timeout_s: float = 0.005
+
+    @staticmethod
+    def quick(checkpoint: str) -> "BenchConfig":
+        return BenchConfig(checkpoint, concurrency=(1, 8), duration_s=1.5, model_batch_sizes=(1, 32),
+                           explain_steps=(16,), explain_repeats=2)
+
+
+def _versions() -> dict:
+    import grpc
+    import ray
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip()
+    return {"python": platform.python_version(), "torch": torch.__version__, "ray": ray.__version__,
+            "grpcio": grpc.__version__, "git_commit": commit or None,
+            "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}}
+
+
+def _queries(ckpt, n: int, history: int, k: int, seed: int = 0):
+    from attnrec.serving.codec import Catalog, decode_recommend
+    from attnrec.serving.config import ServingConfig
+    from attnrec.v1 import recommender_pb2 as pb
+
+    rng = np.random.default_rng(seed)
+    catalog, config = Catalog(ckpt), ServingConfig(checkpoint="bench")
+    ids = list(ckpt.items.ids)
+    return [decode_recommend(pb.RecommendRequest(history=list(rng.choice(ids, history, replace=False)), k=k),
+                             catalog, config) for _ in range(n)]
+
+
+def model_alone(ckpt, config: BenchConfig) -> list[dict]:
+    from attnrec.serving.ranking import rank
+
+    out = []
+    for b in config.model_batch_sizes:
+        queries = _queries(ckpt, b, config.history, config.k)
+        rank(ckpt.model, queries)  # warm-up
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < min(2.0, config.duration_s):
+            rank(ckpt.model, queries)
+            n += 1
+        seconds = time.perf_counter() - t0
+        out.append({"batch_size": b, "recs_per_s": round(n * b / seconds, 1), "ms_per_batch": round(1000 * seconds / n, 3)})
+    return out
+
+
+def explain_methods(ckpt, config: BenchConfig) -> list[dict]:
+    from attnrec.explain.ablation import deletion_attribution
+    from attnrec.explain.attention import rollout
+    from attnrec.explain.attribution import integrated_gradients
+    from attnrec.explain.explain import explain
+
+    q = _queries(ckpt, 1, config.history, 1)[0]
+    model = ckpt.model
+    seq = torch.as_tensor(q.history[None])
+    target = int(model.score_all(seq).argmax()) if True else 0
+
+    def attention_only() -> None:
+        with torch.no_grad():
+            _, att = model(seq, return_attention=True)
+            rollout(att)
+
+    rows = []
+    for steps in config.explain_steps:
+        methods = {"attention+rollout": attention_only,
+                   "ig": lambda: integrated_gradients(model, seq, None, target, n_steps=steps),
+                   "deletion": lambda: deletion_attribution(model, q.history, None, target),
+                   "combined (all)": lambda: explain(model, q.history, None, target, n_steps=steps)}
+        for name, fn in methods.items():
+            fn()
+            times = []
+            for _ in range(config.explain_repeats):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+            rows.append({"method": name, "n_steps": steps, "p50_ms": round(1000 * float(np.median(times)), 2)})
+    return rows
+
+
+def _load(target: str, items: str, kind: str, config: BenchConfig, concurrency: int = 1, mode: str = "closed",
+          rate: float = 0.0) -> dict:
+    cmd = [sys.executable, "-m", "attnrec.bench.loadgen", "--target", target, "--items", items, "--kind", kind,
+           "--mode", mode, "--concurrency", str(concurrency), "--rate", str(rate or 1), "--duration",
+           str(config.duration_s), "--history", str(config.history), "--k", str(config.k),
+           "--batch", str(config.batch_users), "--warmup", "4" if kind == "explain" else "20"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=config.duration_s * 4 + 300)
+    if out.returncode != 0:
+        raise RuntimeError(f"load generator failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def plain_grpc(config: BenchConfig, items: str, bar) -> dict:
+    from attnrec.serving.server import free_port
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "attnrec.bench.plain_server", "--checkpoint", config.checkpoint,
+                               "--port", str(port), "--max-batch-size", str(config.max_batch_size),
+                               "--batch-wait-timeout-s", str(config.batch_wait_timeout_s)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        if server.stdout.readline().strip() != "ready":
+            raise RuntimeError("plain gRPC server did not start")
+        target = f"127.0.0.1:{port}"
+        sweep = []
+        for c in config.concurrency:
+            bar.set_postfix_str(f"plain gRPC, {c} in flight")
+            sweep.append(_load(target, items, "recommend", config, c))
+            bar.update()
+        saturated = max(r["calls_per_s"] for r in sweep)
+        bar.set_postfix_str("plain gRPC, open loop")
+        open_loop = _load(target, items, "recommend", config, mode="open", rate=config.open_loop_fraction * saturated)
+        bar.update()
+        return {"recommend": sweep, "open_loop": open_loop}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def ray_serve(config: BenchConfig, items: str, bar) -> dict:
+    from ray import serve
+
+    from attnrec.serving.app import APP_NAME, DEFAULT_CONFIG, ServeFile, build_app
+    from attnrec.serving.config import ServingConfig
+    from attnrec.serving.server import free_port, start_ray, start_service
+
+    def options(batch_size: int) -> dict:
+        return {"Recommender": {"num_replicas": 1, "max_ongoing_requests": 512, "ray_actor_options": {"num_cpus": 0},
+                                "user_config": {"max_batch_size": batch_size,
+                                                "batch_wait_timeout_s": config.batch_wait_timeout_s}},
+                "Explainer": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0}}}
+
+    start_ray()
+    serve_file = ServeFile.load(DEFAULT_CONFIG)
+    serve_file.deployments = options(config.max_batch_size)
+    port = free_port()
+    serving = ServingConfig(checkpoint=config.checkpoint, device="cpu")
+    start_service(serving, serve_file, port, free_port())
+    target = f"127.0.0.1:{port}"
+    handle = serve.get_deployment_handle("Recommender", app_name=APP_NAME)
+    result: dict = {}
+    try:
+        for label, batch_size in (("batching_on", config.max_batch_size), ("batching_off", 1)):
+            serve.run(build_app(serving, options(batch_size)), name=APP_NAME, route_prefix=serve_file.route_prefix)
+            sweep = []
+            for c in config.concurrency:
+                bar.set_postfix_str(f"Ray Serve {label}, {c} in flight")
+                before = handle.stats_summary.remote().result()["histogram"]
+                row = _load(target, items, "recommend", config, c)
+                after = handle.stats_summary.remote().result()["histogram"]
+                formed = {int(s): after.get(s, 0) - before.get(s, 0) for s in after if after.get(s, 0) > before.get(s, 0)}
+                n = sum(formed.values())
+                row["mean_batch_size"] = round(sum(s * v for s, v in formed.items()) / n, 2) if n else None
+                sweep.append(row)
+                bar.update()
+            result[label] = sweep
+        serve.run(build_app(serving, options(config.max_batch_size)), name=APP_NAME, route_prefix=serve_file.route_prefix)
+        bar.set_postfix_str("Ray Serve RecommendBatch")
+        result["recommend_batch"] = _load(target, items, "batch", config, 2)
+        bar.update()
+        bar.set_postfix_str("Ray Serve Explain")
+        result["explain"] = _load(target, items, "explain", config, 1)
+        bar.update()
+    finally:
+        serve.shutdown()
+    return result
+
+
+def run(config: BenchConfig, out: Path, progress: bool = True) -> dict:
+    from attnrec.model.checkpoint import load_checkpoint
+
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = load_checkpoint(config.checkpoint)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(list(ckpt.items.ids), f)
+        items = f.name
+    steps = 2 * len(config.concurrency) + len(config.concurrency) + 1 + 2 + 2
+    bar = tqdm(total=steps, desc="bench", unit="step", disable=not progress)
+    bar.set_postfix_str("model alone")
+    results = {"model_alone": model_alone(ckpt, config)}
+    bar.update()
+    bar.set_postfix_str("explain methods")
+    results["explain_methods"] = explain_methods(ckpt, config)
+    bar.update()
+    results["plain_grpc"] = plain_grpc(config, items, bar)
+    results["ray_serve"] = ray_serve(config, items, bar)
+    bar.close()
+    os.unlink(items)
+    report = {"config": asdict(config), "versions": _versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "model_version": ckpt.metadata.get("model_version"), "results": results, "ratios": ratios(results)}
+    (out / "bench.json").write_text(json.dumps(report, indent=2))
+    plot(report, out)
+    return report
+
+
+def _at(sweep: list[dict], c: int) -> dict | None:
+    return next((r for r in sweep if r["concurrency"] == c), None)
+
+
+def ratios(results: dict) -> dict:
+    """The issue's goals, as ratios measured in this run."""
+    plain = max(r["calls_per_s"] for r in results["plain_grpc"]["recommend"])
+    ray_on = max(r["calls_per_s"] for r in results["ray_serve"]["batching_on"])
+    model = max(r["recs_per_s"] for r in results["model_alone"])
+    out = {"ray_vs_plain_saturated": round(ray_on / plain, 3),
+           "recommend_batch_vs_model_alone": round(results["ray_serve"]["recommend_batch"]["recs_per_s"] / model, 3)}
+    c = 32 if _at(results["ray_serve"]["batching_on"], 32) else max(r["concurrency"] for r in results["ray_serve"]["batching_on"])
+    on, off = _at(results["ray_serve"]["batching_on"], c), _at(results["ray_serve"]["batching_off"], c)
+    out[f"batching_on_vs_off_at_{c}"] = round(on["calls_per_s"] / off["calls_per_s"], 3) if off["calls_per_s"] else None
+    rec1 = _at(results["ray_serve"]["batching_on"], 1)
+    exp = results["ray_serve"]["explain"]
+    out["explain_p50_vs_recommend_p50_at_1"] = round(exp["p50_ms"] / rec1["p50_ms"], 2) if exp["p50_ms"] and rec1 else None
+    return out
+
+
+def plot(report: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    r = report["results"]
+    series = {"plain grpc.aio + micro-batcher": r["plain_grpc"]["recommend"],
+              "Ray Serve, @serve.batch on": r["ray_serve"]["batching_on"],
+              "Ray Serve, batching off": r["ray_serve"]["batching_off"]}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, sweep in series.items():
+        xs = [s["concurrency"] for s in sweep]
+        axes[0].plot(xs, [s["calls_per_s"] for s in sweep], marker="o", label=name)
+        axes[1].plot(xs, [s["p50_ms"] for s in sweep], marker="o", label=f"{name} p50")
+        axes[1].plot(xs, [s["p99_ms"] for s in sweep], marker="x", linestyle="--", label=f"{name} p99")
+    model = max(m["recs_per_s"] for m in r["model_alone"])
+    axes[0].axhline(model, color="grey", linestyle=":", label="model alone (best batch)")
+    for ax, ylabel in ((axes[0], "Recommend calls / s"), (axes[1], "latency (ms)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("requests in flight")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[1].set_yscale("log")
+    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out / "bench.png", dpi=110)
+    plt.close(fig)
+
+
+def table(report: dict) -> str:
+    r = report["results"]
+    lines = ["model alone (batched forward + top-k):"]
+    lines += [f"  batch {m['batch_size']:>4}: {m['recs_per_s']:>9,.0f} recs/s  {m['ms_per_batch']:>8.2f} ms/batch"
+              for m in r["model_alone"]]
+    lines.append(f"{'Recommend':<28}{'in flight':>10}{'calls/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
+                 f"{'batch':>7}{'client cpu':>11}  errors")
+    for name, sweep in (("plain grpc.aio", r["plain_grpc"]["recommend"]),
+                        ("Ray Serve, batching on", r["ray_serve"]["batching_on"]),
+                        ("Ray Serve, batching off", r["ray_serve"]["batching_off"])):
+        for s in sweep:
+            lines.append(f"{name:<28}{s['concurrency']:>10}{s['calls_per_s']:>10.1f}{s['p50_ms'] or 0:>9.1f}"
+                         f"{s['p95_ms'] or 0:>9.1f}{s['p99_ms'] or 0:>9.1f}{s.get('mean_batch_size') or '':>7}"
+                         f"{s['client_cpu_share']:>11.2f}  {s['errors'] or ''}")
+    o = r["plain_grpc"]["open_loop"]
+    lines.append(f"plain grpc.aio open loop at {o['rate']:.0f}/s: {o['calls_per_s']:.1f} calls/s, p50 {o['p50_ms']} ms, "
+                 f"p99 {o['p99_ms']} ms, errors {o['errors'] or 0}")
+    b, e = r["ray_serve"]["recommend_batch"], r["ray_serve"]["explain"]
+    lines.append(f"Ray Serve RecommendBatch ({report['config']['batch_users']} users/call, 2 in flight): "
+                 f"{b['recs_per_s']:,.0f} recs/s, p50 {b['p50_ms']} ms")
+    lines.append(f"Ray Serve Explain (1 in flight): {e['calls_per_s']:.2f} calls/s, p50 {e['p50_ms']} ms, p99 {e['p99_ms']} ms")
+    lines.append("Explain in-process, p50 ms: " + ", ".join(f"{x['method']} @{x['n_steps']} steps {x['p50_ms']}"
+                                                          for x in r["explain_methods"]))
+    lines.append("ratios: " + ", ".join(f"{k} = {v}" for k, v in report["ratios"].items()))
+    return "\n".join(lines)
+
+
+def compare(a: dict, b: dict) -> str:
+    """Side by side: the ratios and saturated throughputs of two result files."""
+    def headline(rep: dict) -> dict:
+        r = rep["results"]
+        return {"model alone recs/s": max(m["recs_per_s"] for m in r["model_alone"]),
+                "plain gRPC calls/s": max(s["calls_per_s"] for s in r["plain_grpc"]["recommend"]),
+                "Ray Serve calls/s": max(s["calls_per_s"] for s in r["ray_serve"]["batching_on"]),
+                "RecommendBatch recs/s": r["ray_serve"]["recommend_batch"]["recs_per_s"],
+                "Explain p50 ms": r["ray_serve"]["explain"]["p50_ms"], **rep["ratios"]}
+
+    ha, hb = headline(a), headline(b)
+    lines = [f"{'':<40}{a['versions'].get('git_commit') or 'A':>12}{b['versions'].get('git_commit') or 'B':>12}{'B/A':>8}"]
+    for key in ha:
+        va, vb = ha[key], hb.get(key)
+        ratio = f"{vb / va:.2f}" if isinstance(va, (int, float)) and isinstance(vb, (int, float)) and va else ""
+        lines.append(f"{key:<40}{va!s:>12}{vb!s:>12}{ratio:>8}")
+    return "\n".join(lines)

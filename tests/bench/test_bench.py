@@ -1,0 +1,27 @@
+"""The benchmark suite's smoke run: it must finish and write valid JSON and plots.
+It asserts no timing (timings belong in the benchmark's output, not in tests)."""
+
+import json
+
+import pytest
+
+from attnrec.bench.run import BenchConfig, compare, run, table
+
+pytestmark = pytest.mark.integration
+
+
+def test_quick_bench_writes_results(checkpoint, tmp_path):
+    config = BenchConfig(str(checkpoint), concurrency=(1, 2), duration_s=0.5, history=10, model_batch_sizes=(1, 4),
+                         explain_steps=(8,), explain_repeats=1)
+    report = run(config, tmp_path, progress=False)
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert saved["versions"]["torch"] and saved["config"]["concurrency"] == [1, 2]
+    r = saved["results"]
+    assert {m["batch_size"] for m in r["model_alone"]} == {1, 4}
+    for sweep in (r["plain_grpc"]["recommend"], r["ray_serve"]["batching_on"], r["ray_serve"]["batching_off"]):
+        assert [s["concurrency"] for s in sweep] == [1, 2]
+        assert all(s["calls"] > 0 and not s["errors"] for s in sweep)
+    assert r["ray_serve"]["explain"]["calls"] > 0 and r["ray_serve"]["recommend_batch"]["calls"] > 0
+    assert (tmp_path / "bench.png").stat().st_size > 0
+    assert set(saved["ratios"]) >= {"ray_vs_plain_saturated", "recommend_batch_vs_model_alone"}
+    assert "Ray Serve" in table(report) and "B/A" in compare(saved, saved)
