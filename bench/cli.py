@@ -13,6 +13,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="a short smoke run (CI): fewer, shorter load points")
     p.add_argument("--out", type=Path, default=Path("runs/bench"), help="directory for bench.json and bench.png")
     p.add_argument("--duration", type=float, help="seconds per load point")
+    p.add_argument("--batch-wait", type=float, help="batch_wait_timeout_s for both servers (default 0.005)")
+    p.add_argument("--throughput-optimized", action="store_true",
+                   help="start Ray Serve with RAY_SERVE_THROUGHPUT_OPTIMIZED=1")
     p.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"), help="compare two result files")
     p.set_defaults(run=cmd_bench)
 
@@ -31,6 +34,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     config = BenchConfig.quick(checkpoint) if args.quick else BenchConfig(checkpoint)
     if args.duration:
         config = replace(config, duration_s=args.duration)
+    if args.batch_wait is not None:
+        config = replace(config, batch_wait_timeout_s=args.batch_wait)
+    if args.throughput_optimized:
+        config = replace(config, throughput_optimized=True)
     try:
         report = run(config, args.out)
     finally:

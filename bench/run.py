@@ -40,6 +40,7 @@ class BenchConfig:
     open_loop_fraction: float = 0.5  # open-loop rate as a share of the plain server's saturated rate
     max_batch_size: int = 64
     batch_wait_timeout_s: float = 0.005
+    throughput_optimized: bool = False  # RAY_SERVE_THROUGHPUT_OPTIMIZED=1 for Ray Serve (set before Ray starts)
 
     @staticmethod
     def quick(checkpoint: str) -> "BenchConfig":
@@ -72,6 +73,20 @@ def _queries(ckpt, n: int, history: int, k: int, seed: int = 0):
 
 
 def model_alone(ckpt, config: BenchConfig) -> list[dict]:
+    """Per batch size, with one thread (what a replica with num_cpus: 1 gets: Ray sets
+    OMP_NUM_THREADS to its CPU count) and with every core."""
+    out = []
+    every = torch.get_num_threads()
+    for threads in sorted({1, every}):
+        torch.set_num_threads(threads)
+        try:
+            out += [{**row, "threads": threads} for row in _model_alone(ckpt, config)]
+        finally:
+            torch.set_num_threads(every)
+    return out
+
+
+def _model_alone(ckpt, config: BenchConfig) -> list[dict]:
     from attnrec.serving.ranking import rank
 
     out = []
@@ -172,6 +187,8 @@ def ray_serve(config: BenchConfig, items: str, bar) -> dict:
                                                 "batch_wait_timeout_s": config.batch_wait_timeout_s}},
                 "Explainer": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0}}}
 
+    if config.throughput_optimized:
+        os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
     start_ray()
     serve_file = ServeFile.load(DEFAULT_CONFIG)
     serve_file.deployments = options(config.max_batch_size)
@@ -213,7 +230,6 @@ def run(config: BenchConfig, out: Path, progress: bool = True) -> dict:
 
     out.mkdir(parents=True, exist_ok=True)
     ckpt = load_checkpoint(config.checkpoint)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(list(ckpt.items.ids), f)
         items = f.name
@@ -244,7 +260,7 @@ def ratios(results: dict) -> dict:
     """The issue's goals, as ratios measured in this run."""
     plain = max(r["calls_per_s"] for r in results["plain_grpc"]["recommend"])
     ray_on = max(r["calls_per_s"] for r in results["ray_serve"]["batching_on"])
-    model = max(r["recs_per_s"] for r in results["model_alone"])
+    model = max(r["recs_per_s"] for r in results["model_alone"] if r["threads"] == 1)  # a replica's share
     out = {"ray_vs_plain_saturated": round(ray_on / plain, 3),
            "recommend_batch_vs_model_alone": round(results["ray_serve"]["recommend_batch"]["recs_per_s"] / model, 3)}
     c = 32 if _at(results["ray_serve"]["batching_on"], 32) else max(r["concurrency"] for r in results["ray_serve"]["batching_on"])
@@ -272,8 +288,8 @@ def plot(report: dict, out: Path) -> None:
         axes[0].plot(xs, [s["calls_per_s"] for s in sweep], marker="o", label=name)
         axes[1].plot(xs, [s["p50_ms"] for s in sweep], marker="o", label=f"{name} p50")
         axes[1].plot(xs, [s["p99_ms"] for s in sweep], marker="x", linestyle="--", label=f"{name} p99")
-    model = max(m["recs_per_s"] for m in r["model_alone"])
-    axes[0].axhline(model, color="grey", linestyle=":", label="model alone (best batch)")
+    model = max(m["recs_per_s"] for m in r["model_alone"] if m["threads"] == 1)
+    axes[0].axhline(model, color="grey", linestyle=":", label="model alone, 1 thread (best batch)")
     for ax, ylabel in ((axes[0], "Recommend calls / s"), (axes[1], "latency (ms)")):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("requests in flight")
@@ -290,8 +306,8 @@ def plot(report: dict, out: Path) -> None:
 def table(report: dict) -> str:
     r = report["results"]
     lines = ["model alone (batched forward + top-k):"]
-    lines += [f"  batch {m['batch_size']:>4}: {m['recs_per_s']:>9,.0f} recs/s  {m['ms_per_batch']:>8.2f} ms/batch"
-              for m in r["model_alone"]]
+    lines += [f"  {m['threads']} thread(s), batch {m['batch_size']:>4}: {m['recs_per_s']:>9,.0f} recs/s  "
+              f"{m['ms_per_batch']:>8.2f} ms/batch" for m in r["model_alone"]]
     lines.append(f"{'Recommend':<28}{'in flight':>10}{'calls/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
                  f"{'batch':>7}{'client cpu':>11}  errors")
     for name, sweep in (("plain grpc.aio", r["plain_grpc"]["recommend"]),
@@ -318,7 +334,7 @@ def compare(a: dict, b: dict) -> str:
     """Side by side: the ratios and saturated throughputs of two result files."""
     def headline(rep: dict) -> dict:
         r = rep["results"]
-        return {"model alone recs/s": max(m["recs_per_s"] for m in r["model_alone"]),
+        return {"model alone recs/s (1 thread)": max(m["recs_per_s"] for m in r["model_alone"] if m["threads"] == 1),
                 "plain gRPC calls/s": max(s["calls_per_s"] for s in r["plain_grpc"]["recommend"]),
                 "Ray Serve calls/s": max(s["calls_per_s"] for s in r["ray_serve"]["batching_on"]),
                 "RecommendBatch recs/s": r["ray_serve"]["recommend_batch"]["recs_per_s"],

@@ -17,7 +17,7 @@ def test_quick_bench_writes_results(checkpoint, tmp_path):
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["versions"]["torch"] and saved["config"]["concurrency"] == [1, 2]
     r = saved["results"]
-    assert {m["batch_size"] for m in r["model_alone"]} == {1, 4}
+    assert {m["batch_size"] for m in r["model_alone"]} == {1, 4} and {m["threads"] for m in r["model_alone"]} >= {1}
     for sweep in (r["plain_grpc"]["recommend"], r["ray_serve"]["batching_on"], r["ray_serve"]["batching_off"]):
         assert [s["concurrency"] for s in sweep] == [1, 2]
         assert all(s["calls"] > 0 and not s["errors"] for s in sweep)
