@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +111,8 @@ def explain_methods(ckpt, config: BenchConfig) -> list[dict]:
     q = _queries(ckpt, 1, config.history, 1)[0]
     model = ckpt.model
     seq = torch.as_tensor(q.history[None])
-    target = int(model.score_all(seq).argmax()) if True else 0
+    with torch.no_grad():
+        target = int(model.score_all(seq).argmax())  # the top-1 item, as Explain does by default
 
     def attention_only() -> None:
         with torch.no_grad():
@@ -121,9 +122,9 @@ def explain_methods(ckpt, config: BenchConfig) -> list[dict]:
     rows = []
     for steps in config.explain_steps:
         methods = {"attention+rollout": attention_only,
-                   "ig": lambda: integrated_gradients(model, seq, None, target, n_steps=steps),
+                   "ig": lambda n=steps: integrated_gradients(model, seq, None, target, n_steps=n),
                    "deletion": lambda: deletion_attribution(model, q.history, None, target),
-                   "combined (all)": lambda: explain(model, q.history, None, target, n_steps=steps)}
+                   "combined (all)": lambda n=steps: explain(model, q.history, None, target, n_steps=n)}
         for name, fn in methods.items():
             fn()
             times = []

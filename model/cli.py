@@ -6,9 +6,7 @@ import argparse
 import json
 import logging
 import os
-import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from attnrec.model.config import ModelConfig, TrainConfig

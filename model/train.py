@@ -150,6 +150,7 @@ def train(
     valid = cases(split, "valid")
     scorer = model_scorer(model, lambda rows: ckpt.user_inputs(split.full.users[rows], device))
     best, best_epoch, history, started = -1.0, 0, [], time.monotonic()
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     bar = tqdm(range(1, config.epochs + 1), desc="train", unit="epoch", disable=not progress)
     for epoch in bar:
         model.train()

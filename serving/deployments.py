@@ -58,6 +58,7 @@ class Recommender:
         self.catalog = Catalog(ckpt)
         self.explainer = explainer
         self.stats = BatchStats()
+        self.batch_config = BatchConfig()  # replaced by reconfigure() when Serve passes a user_config
         log.info("Recommender loaded %s (%s, %d items) on %s", config.checkpoint, self.catalog.model_version,
                  len(self.catalog.item_index), self.model.item_emb.weight.device)
 

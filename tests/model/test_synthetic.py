@@ -1,4 +1,3 @@
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from attnrec.model.synthetic import ShopConfig, write_shop

@@ -1,6 +1,5 @@
 """Ray Serve over real gRPC: one Ray and one Serve app for the whole module."""
 
-import os
 import subprocess
 import sys
 import time
@@ -17,7 +16,6 @@ from attnrec.serving.client import RecommenderClient
 from attnrec.serving.codec import Catalog, decode_recommend
 from attnrec.serving.config import ServingConfig
 from attnrec.serving.ranking import rank
-from attnrec.v1 import recommender_pb2 as pb
 
 pytestmark = pytest.mark.integration
 
