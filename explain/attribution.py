@@ -34,38 +34,51 @@ class Attribution:
     n_steps: int
 
 
-def target_logit_fn(model: SASRec, seq: Tensor, user: list[Tensor] | None, target: int):
-    """F(parts) = logit of `target` with the input rebuilt from `parts`; masks from `seq`/`user`."""
-    target_vector = model.item_vectors(torch.tensor([target], device=seq.device))[0].detach()  # (D,)
-    allowed_one = model.attention_mask(seq)  # (1, 1, T', T') from the real history
+def target_logit_fn(model: SASRec, seq: Tensor, user: list[Tensor] | None, targets: Tensor):
+    """F(parts) = each history's logit of its target with the input rebuilt from `parts`.
+
+    seq (B, T) left-padded, targets (B,). Captum stacks the path points step-major
+    ([all B at alpha_0], [all B at alpha_1], ...), so row r belongs to history r % B; the
+    masks always come from the real `seq`/`user`, never from the parts."""
+    B = seq.shape[0]
+    target_vectors = model.item_vectors(targets).detach()  # (B, D)
+    allowed = model.attention_mask(seq)  # (B, 1, T', T') from the real histories
 
     def forward(*parts: Tensor) -> Tensor:
-        n = parts[0].shape[0]
-        s = seq.expand(n, -1)
-        u = None if user is None else [c.expand(n, *c.shape[1:]) for c in user]
-        h, _ = model.transform(model.assemble(list(parts), s, u), allowed_one.expand(n, -1, -1, -1))
-        return h[:, -1] @ target_vector  # (n,)
+        reps = parts[0].shape[0] // B
+        s = seq.repeat(reps, 1)  # (reps*B, T)
+        u = None if user is None else [c.repeat(reps, *([1] * (c.dim() - 1))) for c in user]
+        h, _ = model.transform(model.assemble(list(parts), s, u), allowed.repeat(reps, 1, 1, 1))
+        return (h[:, -1] * target_vectors.repeat(reps, 1)).sum(-1)  # (reps*B,)
 
     return forward
 
 
 def integrated_gradients(
-    model: SASRec, seq: Tensor, user: list[Tensor] | None, target: int, config: ExplainConfig = ExplainConfig(),
-    n_steps: int | None = None,
-) -> Attribution:
-    """IG of the target's logit w.r.t. every content embedding of one history (seq: (1, T))."""
+    model: SASRec, seq: Tensor, user: list[Tensor] | None, targets: Tensor | int,
+    config: ExplainConfig = ExplainConfig(), n_steps: int | None = None,
+) -> list[Attribution] | Attribution:
+    """IG of each history's target logit w.r.t. every content embedding.
+
+    seq (B, T) left-padded, targets (B,): one Captum call for the whole batch (explanation
+    work batches like recommendations do). With an int target and B = 1, one Attribution.
+    Padding positions get exactly zero attribution: they are never attended."""
+    single = isinstance(targets, int)
+    targets = torch.as_tensor([targets] if single else targets, device=seq.device)
     n_steps = n_steps or config.n_steps
-    forward = target_logit_fn(model, seq, user, target)
+    forward = target_logit_fn(model, seq, user, targets)
     with torch.no_grad():
         inputs = tuple(p.detach() for p in model.embed_parts(seq, user))
     baselines = tuple(torch.zeros_like(p) for p in inputs)
     attributions, delta = IntegratedGradients(forward).attribute(
         inputs, baselines=baselines, n_steps=n_steps, method=config.method,
-        internal_batch_size=config.internal_batch_size, return_convergence_delta=True,
+        internal_batch_size=max(config.internal_batch_size, seq.shape[0]), return_convergence_delta=True,
     )
     with torch.no_grad():
-        score, base = forward(*inputs).item(), forward(*baselines).item()
-    return Attribution(
-        parts=[a.sum(-1)[0].detach() for a in attributions],  # (T,), (T, L), () or (L,)
-        score=score, baseline_score=base, convergence_delta=float(delta.sum()), n_steps=n_steps,
-    )
+        scores, bases = forward(*inputs).tolist(), forward(*baselines).tolist()
+    out = [
+        Attribution(parts=[a[b].sum(-1).detach() for a in attributions],  # (T,), (T, L), () or (L,)
+                    score=scores[b], baseline_score=bases[b], convergence_delta=float(delta[b]), n_steps=n_steps)
+        for b in range(seq.shape[0])
+    ]
+    return out[0] if single else out

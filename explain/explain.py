@@ -4,15 +4,17 @@ one (history, target) pair, joined into a combined score per history position.""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from attnrec.explain.ablation import deletion_attribution
-from attnrec.explain.attention import last_query_attention, rollout
+from attnrec.explain.attention import rollout
 from attnrec.explain.attribution import integrated_gradients
 from attnrec.explain.config import ExplainConfig
 from attnrec.model.sasrec import SASRec
+from attnrec.model.sequences import left_pad
 
 
 @dataclass
@@ -23,6 +25,7 @@ class Explanation:
     target: int
     history: np.ndarray  # (T,) item indices used, oldest first
     has_user_token: bool
+    attention_layers: np.ndarray  # (layers, H, T') every layer's attention from the final position
     attention_heads: np.ndarray  # (H, T') last layer, from the final position
     attention: np.ndarray  # (T',) head mean
     rollout: np.ndarray  # (T',)
@@ -64,27 +67,54 @@ def explain(
     n_steps: int | None = None,
 ) -> Explanation:
     """Explain `target`'s score for a history (item indices, oldest first, within the window)."""
+    return explain_batch(model, [history], [user], [target], config, n_steps)[0]
+
+
+def explain_batch(
+    model: SASRec,
+    histories: Sequence[np.ndarray],
+    users: Sequence[list[np.ndarray] | None],
+    targets: Sequence[int],
+    config: ExplainConfig = ExplainConfig(),
+    n_steps: int | None = None,
+) -> list[Explanation]:
+    """Explain several (history, target) pairs with one attention pass and one IG call:
+    histories are left-padded together, which changes no result (padding invariance)."""
     device = model.item_emb.weight.device
-    seq = torch.as_tensor(np.asarray(history, dtype=np.int64)[None, :], device=device)  # (1, T)
-    user_t = None if user is None else [torch.as_tensor(np.asarray(c)[None], device=device) for c in user]
+    seq = torch.as_tensor(left_pad([np.asarray(h, dtype=np.int64) for h in histories], model.config.max_len),
+                          device=device)  # (B, T)
+    user_t = None
+    if model.config.has_user_token:
+        user_t = [torch.as_tensor(np.stack([np.asarray(u[f]) for u in users]), device=device)
+                  for f in range(len(model.config.user_features))]
     with torch.no_grad():
         _, attentions = model(seq, user_t, return_attention=True)
-        heads = last_query_attention(attentions)[0].double().cpu().numpy()  # (H, T')
-        roll = rollout(attentions, config.rollout_residual)[0].double().cpu().numpy()  # (T',)
-    ig = integrated_gradients(model, seq, user_t, target, config, n_steps)
+        layers = torch.stack([a[:, :, -1, :] for a in attentions], dim=1).double().cpu().numpy()  # (B, L, H, T')
+        heads = layers[:, -1]  # (B, H, T') = last_query_attention(attentions)
+        roll = rollout(attentions, config.rollout_residual).double().cpu().numpy()  # (B, T')
+    igs = integrated_gradients(model, seq, user_t, torch.as_tensor(list(targets), device=device), config, n_steps)
     n_item = 1 + len(model.config.item_features)
-    parts = [p.double().cpu().numpy() for p in ig.parts]
-    per_item = sum(p if p.ndim == 1 else p.sum(-1) for p in parts[:n_item])  # (T,)
-    if model.config.has_user_token:
-        per_position = np.concatenate([[sum(float(p.sum()) for p in parts[n_item:])], per_item])  # (T+1,)
-    else:
-        per_position = per_item
-    deletion = deletion_attribution(model, np.asarray(history, dtype=np.int64), user, target)  # (T,)
-    if model.config.has_user_token:
-        deletion = np.concatenate([[0.0], deletion])  # the user token is never deleted
-    return Explanation(
-        target=target, history=np.asarray(history), has_user_token=model.config.has_user_token,
-        attention_heads=heads, attention=heads.mean(0), rollout=roll, attribution=per_position, deletion=deletion,
-        combined=combine(deletion, heads.mean(0)), part_attribution=parts, score=ig.score,
-        baseline_score=ig.baseline_score, convergence_delta=ig.convergence_delta, n_steps=ig.n_steps,
-    )
+    user_token = model.config.has_user_token
+    out = []
+    for b, (history, user, target, ig) in enumerate(zip(histories, users, targets, igs)):
+        T = len(history)
+        keep = np.r_[[0] if user_token else [], np.arange(heads.shape[-1] - T, heads.shape[-1])].astype(int)
+        parts = [p.double().cpu().numpy() for p in ig.parts]
+        parts = [p[-T:] for p in parts[:n_item]] + parts[n_item:]  # drop left padding of item parts
+        per_item = sum(p if p.ndim == 1 else p.sum(-1) for p in parts[:n_item])  # (T,)
+        if user_token:
+            per_position = np.concatenate([[sum(float(p.sum()) for p in parts[n_item:])], per_item])  # (T+1,)
+        else:
+            per_position = per_item
+        deletion = deletion_attribution(model, np.asarray(history, dtype=np.int64), user, target)  # (T,)
+        if user_token:
+            deletion = np.concatenate([[0.0], deletion])  # the user token is never deleted
+        attention = heads[b][:, keep]
+        out.append(Explanation(
+            target=target, history=np.asarray(history), has_user_token=user_token,
+            attention_layers=layers[b][..., keep], attention_heads=attention, attention=attention.mean(0), rollout=roll[b][keep], attribution=per_position,
+            deletion=deletion, combined=combine(deletion, attention.mean(0)), part_attribution=parts,
+            score=ig.score, baseline_score=ig.baseline_score, convergence_delta=ig.convergence_delta,
+            n_steps=ig.n_steps,
+        ))
+    return out

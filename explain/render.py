@@ -12,7 +12,7 @@ import numpy as np
 from attnrec.explain.explain import Explanation
 
 
-def png(e: Explanation, labels: Sequence[str], title: str, attention_layers: Sequence[np.ndarray] = ()) -> bytes:
+def png(e: Explanation, labels: Sequence[str], title: str) -> bytes:
     """Heatmap of attention from the final position (one row per layer x head, then rollout),
     above bars of the IG attribution and the combined score, one column per position."""
     import matplotlib
@@ -20,9 +20,7 @@ def png(e: Explanation, labels: Sequence[str], title: str, attention_layers: Seq
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [(f"L{layer + 1} h{h + 1}", att[h]) for layer, att in enumerate(attention_layers) for h in range(len(att))]
-    if not rows:
-        rows = [(f"h{h + 1}", a) for h, a in enumerate(e.attention_heads)]
+    rows = [(f"L{layer + 1} h{h + 1}", att[h]) for layer, att in enumerate(e.attention_layers) for h in range(len(att))]
     rows.append(("rollout", e.rollout))
     T = len(labels)
     fig, axes = plt.subplots(3, 1, figsize=(max(6.0, 0.35 * T + 2), 2.2 + 0.3 * len(rows) + 4.0),

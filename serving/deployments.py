@@ -21,7 +21,7 @@ from attnrec.model.train import resolve_device
 from attnrec.serving.codec import (Catalog, InvalidArgument, Query, Ranked, decode_recommend, encode_error,
                                    encode_recommend)
 from attnrec.serving.config import BatchConfig, ServingConfig
-from attnrec.serving.explain_codec import answer_explain
+from attnrec.serving.explain_codec import answer_explains
 from attnrec.serving.ranking import rank
 from attnrec.v1 import recommender_pb2 as pb
 
@@ -122,18 +122,26 @@ class Recommender:
 class Explainer:
     """Explanations on their own replicas: heavy (integrated gradients runs n_steps forward
     and backward passes) and rarer than Recommend, so they scale separately and never queue
-    in front of recommendations. Same checkpoint, same model_version as the Recommender."""
+    in front of recommendations. Concurrent requests are batched into one attention pass
+    and one IG call. Same checkpoint, same model_version as the Recommender."""
 
     def __init__(self, config: ServingConfig):
         self.config = config
         self.ckpt = load_checkpoint(config.checkpoint, resolve_device(config.device))
         self.catalog = Catalog(self.ckpt)
+        self.stats = BatchStats()
 
     async def explain(self, payload: bytes) -> tuple[bytes, str, str]:
         """Serialized ExplainRequest -> (serialized ExplainResponse, status code name or "", details)."""
-        request = pb.ExplainRequest.FromString(payload)
-        try:
-            response = answer_explain(request, self.ckpt, self.catalog, self.config)
-        except InvalidArgument as e:
-            return b"", "INVALID_ARGUMENT", str(e)
-        return response.SerializeToString(), "", ""
+        return await self._explain_batched(payload)
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    async def _explain_batched(self, payloads: list[bytes]) -> list[tuple[bytes, str, str]]:
+        self.stats.record(len(payloads))
+        requests = [pb.ExplainRequest.FromString(p) for p in payloads]
+        return [(b"", "INVALID_ARGUMENT", str(a)) if isinstance(a, InvalidArgument) else (a.SerializeToString(), "", "")
+                for a in answer_explains(requests, self.ckpt, self.catalog, self.config)]
+
+    def stats_summary(self) -> dict:
+        """Explanation batch sizes formed so far (call through a DeploymentHandle)."""
+        return self.stats.summary()

@@ -9,7 +9,7 @@ import torch
 
 from attnrec.explain.config import ExplainConfig
 from attnrec.explain.evaluate import top_k
-from attnrec.explain.explain import Explanation, explain
+from attnrec.explain.explain import Explanation, explain_batch
 from attnrec.explain.faithfulness import scores_without
 from attnrec.explain.features import feature_attributions
 from attnrec.explain.render import html_page, png
@@ -64,8 +64,7 @@ def faithfulness(model, q: ExplainQuery, e: Explanation, seed: int = 0) -> pb.Fa
     return pb.Faithfulness(k=k, combined_drop=drops[0], recent_drop=drops[1], random_drop=float(drops[2:].mean()))
 
 
-def encode_explain(q: ExplainQuery, e: Explanation, ckpt: Checkpoint, catalog: Catalog,
-                   attention_layers: list[np.ndarray]) -> pb.ExplainResponse:
+def encode_explain(q: ExplainQuery, e: Explanation, ckpt: Checkpoint, catalog: Catalog) -> pb.ExplainResponse:
     items = catalog.item_ids[q.history].tolist()
     labels = ([USER_TOKEN] if e.has_user_token else []) + items
     positions = ([-1] if e.has_user_token else []) + list(range(len(items)))
@@ -80,7 +79,7 @@ def encode_explain(q: ExplainQuery, e: Explanation, ckpt: Checkpoint, catalog: C
     features = feature_attributions(e.part_attribution, items, item_codes, q.user, ckpt.item_encoders,
                                     ckpt.user_encoders)
     title = f"why item {catalog.item_ids[q.target]} (score {e.score:.2f})"
-    picture = png(e, labels, title, attention_layers) if (q.include_image or q.include_html) else b""
+    picture = png(e, labels, title) if (q.include_image or q.include_html) else b""
     return pb.ExplainResponse(
         item_id=catalog.item_ids[q.target], score=e.score, baseline_score=e.baseline_score,
         contributions=contributions,
@@ -92,19 +91,35 @@ def encode_explain(q: ExplainQuery, e: Explanation, ckpt: Checkpoint, catalog: C
     )
 
 
+def answer_explains(requests: list[pb.ExplainRequest], ckpt: Checkpoint, catalog: Catalog, config: ServingConfig,
+                    explain_config: ExplainConfig = ExplainConfig()) -> list[pb.ExplainResponse | InvalidArgument]:
+    """Several Explain RPCs below the Ray layer: each answer, or the InvalidArgument it earned.
+    Requests with the same n_steps are explained together (one attention pass, one IG call)."""
+    model = ckpt.model
+    answers: list[pb.ExplainResponse | InvalidArgument | None] = [None] * len(requests)
+    groups: dict[int, list[tuple[int, ExplainQuery]]] = {}
+    for i, req in enumerate(requests):
+        try:
+            q = decode_explain(req, model, catalog, config)
+            groups.setdefault(q.n_steps, []).append((i, q))
+        except InvalidArgument as e:
+            answers[i] = e
+    for n_steps, group in groups.items():
+        queries = [q for _, q in group]
+        explanations = explain_batch(model, [q.history for q in queries], [q.user for q in queries],
+                                     [q.target for q in queries], explain_config, n_steps)
+        for (i, q), e in zip(group, explanations):
+            response = encode_explain(q, e, ckpt, catalog)
+            if q.include_faithfulness:
+                response.faithfulness.CopyFrom(faithfulness(model, q, e))
+            answers[i] = response
+    return answers  # type: ignore[return-value]
+
+
 def answer_explain(req: pb.ExplainRequest, ckpt: Checkpoint, catalog: Catalog, config: ServingConfig,
                    explain_config: ExplainConfig = ExplainConfig()) -> pb.ExplainResponse:
-    """The whole Explain RPC below the Ray layer; raises InvalidArgument for bad input."""
-    model = ckpt.model
-    q = decode_explain(req, model, catalog, config)
-    e = explain(model, q.history, q.user, q.target, explain_config, q.n_steps)
-    with torch.no_grad():
-        device = model.item_emb.weight.device
-        seq = torch.as_tensor(q.history[None, :], device=device)
-        user = None if q.user is None else [torch.as_tensor(np.asarray(c)[None], device=device) for c in q.user]
-        _, attentions = model(seq, user, return_attention=True)
-    layers = [a[0, :, -1, :].double().cpu().numpy() for a in attentions]  # per layer (H, T')
-    response = encode_explain(q, e, ckpt, catalog, layers)
-    if q.include_faithfulness:
-        response.faithfulness.CopyFrom(faithfulness(model, q, e))
-    return response
+    """One Explain RPC below the Ray layer; raises InvalidArgument for bad input."""
+    answer = answer_explains([req], ckpt, catalog, config, explain_config)[0]
+    if isinstance(answer, InvalidArgument):
+        raise answer
+    return answer

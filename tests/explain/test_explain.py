@@ -6,7 +6,7 @@ from attnrec.explain.ablation import deletion_attribution
 from attnrec.explain.attention import rollout
 from attnrec.explain.attribution import integrated_gradients
 from attnrec.explain.config import ExplainConfig
-from attnrec.explain.explain import ATTENTION_WEIGHT, combine, explain
+from attnrec.explain.explain import ATTENTION_WEIGHT, combine, explain, explain_batch
 from attnrec.explain.faithfulness import scores_without
 from attnrec.explain.features import feature_attributions
 from attnrec.model.config import FeatureSpec, ModelConfig
@@ -50,7 +50,7 @@ def test_completeness_at_the_default_steps(seed):
     m = tiny(seed)
     seq = torch.tensor([[0, 0, 3, 9, 4, 12, 5]])
     user = [torch.tensor([2])]
-    a = integrated_gradients(m, seq, user, target=11)
+    a = integrated_gradients(m, seq, user, 11)
     total = sum(float(p.sum()) for p in a.parts)
     gap = a.score - a.baseline_score
     assert abs(total - gap - a.convergence_delta) < 1e-4  # delta is what it says it is
@@ -65,6 +65,21 @@ def test_explanations_ignore_left_padding_and_shapes_line_up():
     assert e.deletion[0] == 0.0 and e.has_user_token
     np.testing.assert_allclose(e.attention.sum(), 1.0, rtol=1e-5)
     np.testing.assert_allclose(e.combined, combine(e.deletion, e.attention))
+
+
+def test_batched_explanations_equal_one_by_one():
+    m = tiny()
+    histories = [np.array([3, 9, 4]), np.array([7]), np.array([1, 2, 3, 4, 5, 6])]
+    users = [[np.array(0)], [np.array(2)], [np.array(1)]]
+    targets = [11, 3, 19]
+    together = explain_batch(m, histories, users, targets)
+    for h, u, t, e in zip(histories, users, targets, together):
+        alone = explain(m, h, u, t)
+        for field in ("attention", "rollout", "attribution", "deletion", "combined"):
+            np.testing.assert_allclose(getattr(e, field), getattr(alone, field), rtol=1e-4, atol=1e-5, err_msg=field)
+        for a, b in zip(e.part_attribution, alone.part_attribution):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        assert abs(e.score - alone.score) < 1e-4 and e.attention_heads.shape == alone.attention_heads.shape
 
 
 def test_deletion_attribution_is_the_brute_force_drop():

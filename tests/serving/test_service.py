@@ -28,7 +28,7 @@ def options(batch_size=8, wait=0.05):
     return {"Recommender": {"ray_actor_options": {"num_cpus": 0}, "max_ongoing_requests": 64,
                             "user_config": {"max_batch_size": batch_size, "batch_wait_timeout_s": wait},
                             "autoscaling_config": AUTOSCALE},
-            "Explainer": {"ray_actor_options": {"num_cpus": 0}, "num_replicas": 1}}
+            "Explainer": {"ray_actor_options": {"num_cpus": 0}, "num_replicas": 1, "max_ongoing_requests": 8}}
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +148,17 @@ def test_explain_over_grpc(client):
         with pytest.raises(grpc.RpcError) as e:
             client.explain(**{"history": ["i20"], **bad})
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and e.value.details().startswith(field)
+
+
+def test_concurrent_explanations_are_batched(client):
+    from ray import serve
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda i: client.explain(history=[f"i{i}", f"i{i + 1}", f"i{i + 2}"], n_steps=16),
+                                range(12)))
+    assert all(a.contributions and abs(a.convergence_delta) < 0.05 * abs(a.score - a.baseline_score) for a in answers)
+    explainer = serve.get_deployment_handle("Explainer", app_name=APP_NAME)
+    assert explainer.stats_summary.remote().result()["max_batch_size_seen"] > 1
 
 
 def test_recommend_unaffected_when_the_explainer_is_killed(client):
