@@ -30,7 +30,7 @@ class Attribution:
     parts: list[Tensor]  # per content part: attribution summed over D, shape (T,), (T, L), () or (L,)
     score: float  # F(input): the target's logit
     baseline_score: float  # F(baseline)
-    convergence_delta: float  # sum(attributions) - (score - baseline_score)
+    convergence_delta: float | None  # sum(attributions) - (score - baseline_score); None when not run
     n_steps: int
 
 

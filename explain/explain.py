@@ -11,7 +11,7 @@ import torch
 
 from attnrec.explain.ablation import deletion_attribution
 from attnrec.explain.attention import rollout
-from attnrec.explain.attribution import integrated_gradients
+from attnrec.explain.attribution import Attribution, integrated_gradients
 from attnrec.explain.config import ExplainConfig
 from attnrec.model.sasrec import SASRec
 from attnrec.model.sequences import left_pad
@@ -34,9 +34,9 @@ class Explanation:
     combined: np.ndarray  # (T',) see `combine`
     part_attribution: list[np.ndarray]  # per content part (see SASRec.embed_parts), summed over D
     score: float
-    baseline_score: float
-    convergence_delta: float
-    n_steps: int
+    baseline_score: float  # nan when IG was not run
+    convergence_delta: float | None  # None when IG was not run
+    n_steps: int  # 0 when IG was not run
 
     @property
     def item_slice(self) -> slice:
@@ -77,9 +77,13 @@ def explain_batch(
     targets: Sequence[int],
     config: ExplainConfig = ExplainConfig(),
     n_steps: int | None = None,
+    integrated: bool = True,
+    deletion: bool = True,
 ) -> list[Explanation]:
     """Explain several (history, target) pairs with one attention pass and one IG call:
-    histories are left-padded together, which changes no result (padding invariance)."""
+    histories are left-padded together, which changes no result (padding invariance).
+    `integrated` / `deletion` False skip those (their scores are then zero, and the
+    combined score, which builds on deletion, too)."""
     device = model.item_emb.weight.device
     seq = torch.as_tensor(left_pad([np.asarray(h, dtype=np.int64) for h in histories], model.config.max_len),
                           device=device)  # (B, T)
@@ -92,7 +96,15 @@ def explain_batch(
         layers = torch.stack([a[:, :, -1, :] for a in attentions], dim=1).double().cpu().numpy()  # (B, L, H, T')
         heads = layers[:, -1]  # (B, H, T') = last_query_attention(attentions)
         roll = rollout(attentions, config.rollout_residual).double().cpu().numpy()  # (B, T')
-    igs = integrated_gradients(model, seq, user_t, torch.as_tensor(list(targets), device=device), config, n_steps)
+    target_t = torch.as_tensor(list(targets), device=device)
+    if integrated:
+        igs = integrated_gradients(model, seq, user_t, target_t, config, n_steps)
+    else:
+        with torch.no_grad():
+            scores = model.score(seq, target_t[:, None], user_t)[:, 0].tolist()
+        zeros = [torch.zeros(p.shape[1:-1]) for p in model.embed_parts(seq[:1], None if user_t is None else
+                                                                          [u[:1] for u in user_t])]
+        igs = [Attribution(zeros, s, float("nan"), None, 0) for s in scores]
     n_item = 1 + len(model.config.item_features)
     user_token = model.config.has_user_token
     out = []
@@ -106,14 +118,15 @@ def explain_batch(
             per_position = np.concatenate([[sum(float(p.sum()) for p in parts[n_item:])], per_item])  # (T+1,)
         else:
             per_position = per_item
-        deletion = deletion_attribution(model, np.asarray(history, dtype=np.int64), user, target)  # (T,)
+        drops = deletion_attribution(model, np.asarray(history, dtype=np.int64), user, target) if deletion \
+            else np.zeros(T)  # (T,)
         if user_token:
-            deletion = np.concatenate([[0.0], deletion])  # the user token is never deleted
+            drops = np.concatenate([[0.0], drops])  # the user token is never deleted
         attention = heads[b][:, keep]
         out.append(Explanation(
             target=target, history=np.asarray(history), has_user_token=user_token,
             attention_layers=layers[b][..., keep], attention_heads=attention, attention=attention.mean(0), rollout=roll[b][keep], attribution=per_position,
-            deletion=deletion, combined=combine(deletion, attention.mean(0)), part_attribution=parts,
+            deletion=drops, combined=combine(drops, attention.mean(0)), part_attribution=parts,
             score=ig.score, baseline_score=ig.baseline_score, convergence_delta=ig.convergence_delta,
             n_steps=ig.n_steps,
         ))

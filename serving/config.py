@@ -16,6 +16,7 @@ class ServingConfig:
     max_batch_requests: int = 1_024  # entries per RecommendBatch call
     default_n_steps: int = 64  # Explain: integrated-gradients steps when the request says 0
     max_n_steps: int = 512
+    max_explain_top_k: int = 10  # Explain: recommendations explained per call
 
 
 @dataclass(frozen=True)

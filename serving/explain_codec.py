@@ -24,12 +24,17 @@ FAITHFULNESS_K = 3
 RANDOM_DRAWS = 5
 
 
+METHODS = ("ig", "deletion", "combined")  # the costly ones; attention and rollout always come along
+
+
 @dataclass(frozen=True)
 class ExplainQuery:
     history: np.ndarray  # known item indices within the window, oldest first
     user: list[np.ndarray] | None
-    target: int  # item index to explain
+    targets: tuple[int, ...]  # item indices to explain: the requested item, or the top-k recommendations
     n_steps: int
+    integrated: bool  # run IG
+    deletion: bool  # run deletion (also needed by combined and faithfulness)
     include_image: bool
     include_html: bool
     include_faithfulness: bool
@@ -41,15 +46,23 @@ def decode_explain(req: pb.ExplainRequest, model, catalog: Catalog, config: Serv
     if not 4 <= n_steps <= config.max_n_steps:
         raise InvalidArgument("n_steps", f"must be 0 (default {config.default_n_steps}) or 4..{config.max_n_steps}, "
                                          f"got {req.n_steps}")
+    unknown_methods = set(req.methods) - set(METHODS)
+    if unknown_methods:
+        raise InvalidArgument("methods", f"unknown {sorted(unknown_methods)}; choose from {list(METHODS)}")
+    methods = set(req.methods or METHODS)
+    top_k = req.top_k or 1
+    if not 1 <= top_k <= config.max_explain_top_k:
+        raise InvalidArgument("top_k", f"must be 0 (= 1) or 1..{config.max_explain_top_k}, got {req.top_k}")
     if req.item_id and req.item_id not in catalog.item_index:
         raise InvalidArgument("item_id", f"unknown item {req.item_id!r}")
-    query = decode_recommend(pb.RecommendRequest(user_id=req.user_id, history=req.history, k=1,
+    query = decode_recommend(pb.RecommendRequest(user_id=req.user_id, history=req.history, k=top_k,
                                                  user_features=req.user_features), catalog, config)
     if len(query.history) == 0:
         raise InvalidArgument("history", "no known item in the history: there is nothing to explain")
-    target = catalog.item_index[req.item_id] if req.item_id else int(rank(model, [query])[0].items[0])
-    return ExplainQuery(query.history, query.user, target, n_steps, req.include_image, req.include_html,
-                        req.include_faithfulness, query.unknown_item_ids)
+    targets = (catalog.item_index[req.item_id],) if req.item_id else tuple(int(i) for i in rank(model, [query])[0].items)
+    return ExplainQuery(query.history, query.user, targets, n_steps, "ig" in methods,
+                        bool(methods & {"deletion", "combined"}) or req.include_faithfulness, req.include_image,
+                        req.include_html, req.include_faithfulness, query.unknown_item_ids)
 
 
 def faithfulness(model, q: ExplainQuery, e: Explanation, seed: int = 0) -> pb.Faithfulness:
@@ -59,7 +72,7 @@ def faithfulness(model, q: ExplainQuery, e: Explanation, seed: int = 0) -> pb.Fa
     rng = np.random.default_rng(seed)
     removals = [top_k(e.combined[e.item_slice], k), np.arange(T - k, T)]
     removals += [rng.choice(T, size=k, replace=False) for _ in range(RANDOM_DRAWS)]
-    logits, _, full, _ = scores_without(model, q.history, q.user, q.target, removals)
+    logits, _, full, _ = scores_without(model, q.history, q.user, e.target, removals)
     drops = full - logits
     return pb.Faithfulness(k=k, combined_drop=drops[0], recent_drop=drops[1], random_drop=float(drops[2:].mean()))
 
@@ -74,21 +87,25 @@ def encode_explain(q: ExplainQuery, e: Explanation, ckpt: Checkpoint, catalog: C
                         deletion=e.deletion[i])
         for i, (label, pos) in enumerate(zip(labels, positions))
     ]
-    with torch.no_grad():
-        item_codes = [c.cpu().numpy() for c in ckpt.model.item_codes(torch.as_tensor(q.history))]
-    features = feature_attributions(e.part_attribution, items, item_codes, q.user, ckpt.item_encoders,
-                                    ckpt.user_encoders)
-    title = f"why item {catalog.item_ids[q.target]} (score {e.score:.2f})"
+    features = []
+    if q.integrated:
+        with torch.no_grad():
+            item_codes = [c.cpu().numpy() for c in ckpt.model.item_codes(torch.as_tensor(q.history))]
+        features = feature_attributions(e.part_attribution, items, item_codes, q.user, ckpt.item_encoders,
+                                        ckpt.user_encoders)
+    title = f"why item {catalog.item_ids[e.target]} (score {e.score:.2f})"
     picture = png(e, labels, title) if (q.include_image or q.include_html) else b""
-    return pb.ExplainResponse(
-        item_id=catalog.item_ids[q.target], score=e.score, baseline_score=e.baseline_score,
-        contributions=contributions,
+    response = pb.ExplainResponse(
+        item_id=catalog.item_ids[e.target], score=e.score, contributions=contributions,
         feature_attributions=[pb.FeatureAttribution(feature=f, value=v, attribution=a) for f, v, a in features],
-        convergence_delta=e.convergence_delta, n_steps=e.n_steps,
-        image_png=picture if q.include_image else b"",
+        n_steps=e.n_steps, image_png=picture if q.include_image else b"",
         html=html_page(e, labels, title, features, picture) if q.include_html else "",
         unknown_item_ids=q.unknown_item_ids, model_version=catalog.model_version,
     )
+    if e.convergence_delta is not None:  # unset when IG did not run
+        response.convergence_delta = e.convergence_delta
+        response.baseline_score = e.baseline_score
+    return response
 
 
 def answer_explains(requests: list[pb.ExplainRequest], ckpt: Checkpoint, catalog: Catalog, config: ServingConfig,
@@ -97,22 +114,26 @@ def answer_explains(requests: list[pb.ExplainRequest], ckpt: Checkpoint, catalog
     Requests with the same n_steps are explained together (one attention pass, one IG call)."""
     model = ckpt.model
     answers: list[pb.ExplainResponse | InvalidArgument | None] = [None] * len(requests)
-    groups: dict[int, list[tuple[int, ExplainQuery]]] = {}
+    jobs: dict[tuple[int, bool, bool], list[tuple[int, ExplainQuery, int]]] = {}
     for i, req in enumerate(requests):
         try:
             q = decode_explain(req, model, catalog, config)
-            groups.setdefault(q.n_steps, []).append((i, q))
         except InvalidArgument as e:
             answers[i] = e
-    for n_steps, group in groups.items():
-        queries = [q for _, q in group]
-        explanations = explain_batch(model, [q.history for q in queries], [q.user for q in queries],
-                                     [q.target for q in queries], explain_config, n_steps)
-        for (i, q), e in zip(group, explanations):
+            continue
+        for target in q.targets:  # the top-k of one request are explained in the same batch
+            jobs.setdefault((q.n_steps, q.integrated, q.deletion), []).append((i, q, target))
+    for (n_steps, integrated, deletion), group in jobs.items():
+        explanations = explain_batch(model, [q.history for _, q, _ in group], [q.user for _, q, _ in group],
+                                     [t for _, _, t in group], explain_config, n_steps, integrated, deletion)
+        for (i, q, _), e in zip(group, explanations):
             response = encode_explain(q, e, ckpt, catalog)
             if q.include_faithfulness:
                 response.faithfulness.CopyFrom(faithfulness(model, q, e))
-            answers[i] = response
+            if answers[i] is None:
+                answers[i] = response
+            else:
+                answers[i].more.append(response)
     return answers  # type: ignore[return-value]
 
 

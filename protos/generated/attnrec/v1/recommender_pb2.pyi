@@ -74,7 +74,7 @@ class RecommendBatchResponse(_message.Message):
     def __init__(self, responses: _Optional[_Iterable[_Union[RecommendResponse, _Mapping]]] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
-    __slots__ = ("user_id", "history", "user_features", "item_id", "n_steps", "include_image", "include_html", "include_faithfulness")
+    __slots__ = ("user_id", "history", "user_features", "item_id", "n_steps", "include_image", "include_html", "include_faithfulness", "methods", "top_k")
     class UserFeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +90,8 @@ class ExplainRequest(_message.Message):
     INCLUDE_IMAGE_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_HTML_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_FAITHFULNESS_FIELD_NUMBER: _ClassVar[int]
+    METHODS_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     history: _containers.RepeatedScalarFieldContainer[str]
     user_features: _containers.ScalarMap[str, str]
@@ -98,7 +100,9 @@ class ExplainRequest(_message.Message):
     include_image: bool
     include_html: bool
     include_faithfulness: bool
-    def __init__(self, user_id: _Optional[str] = ..., history: _Optional[_Iterable[str]] = ..., user_features: _Optional[_Mapping[str, str]] = ..., item_id: _Optional[str] = ..., n_steps: _Optional[int] = ..., include_image: _Optional[bool] = ..., include_html: _Optional[bool] = ..., include_faithfulness: _Optional[bool] = ...) -> None: ...
+    methods: _containers.RepeatedScalarFieldContainer[str]
+    top_k: int
+    def __init__(self, user_id: _Optional[str] = ..., history: _Optional[_Iterable[str]] = ..., user_features: _Optional[_Mapping[str, str]] = ..., item_id: _Optional[str] = ..., n_steps: _Optional[int] = ..., include_image: _Optional[bool] = ..., include_html: _Optional[bool] = ..., include_faithfulness: _Optional[bool] = ..., methods: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ...) -> None: ...
 
 class Contribution(_message.Message):
     __slots__ = ("item_id", "position", "attention", "attention_heads", "rollout", "attribution", "combined", "deletion")
@@ -143,7 +147,7 @@ class Faithfulness(_message.Message):
     def __init__(self, k: _Optional[int] = ..., combined_drop: _Optional[float] = ..., recent_drop: _Optional[float] = ..., random_drop: _Optional[float] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
-    __slots__ = ("item_id", "score", "baseline_score", "contributions", "feature_attributions", "convergence_delta", "n_steps", "faithfulness", "image_png", "html", "unknown_item_ids", "model_version")
+    __slots__ = ("item_id", "score", "baseline_score", "contributions", "feature_attributions", "convergence_delta", "n_steps", "faithfulness", "image_png", "html", "unknown_item_ids", "model_version", "more")
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     BASELINE_SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -156,6 +160,7 @@ class ExplainResponse(_message.Message):
     HTML_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
     item_id: str
     score: float
     baseline_score: float
@@ -168,4 +173,5 @@ class ExplainResponse(_message.Message):
     html: str
     unknown_item_ids: _containers.RepeatedScalarFieldContainer[str]
     model_version: str
-    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., baseline_score: _Optional[float] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., feature_attributions: _Optional[_Iterable[_Union[FeatureAttribution, _Mapping]]] = ..., convergence_delta: _Optional[float] = ..., n_steps: _Optional[int] = ..., faithfulness: _Optional[_Union[Faithfulness, _Mapping]] = ..., image_png: _Optional[bytes] = ..., html: _Optional[str] = ..., unknown_item_ids: _Optional[_Iterable[str]] = ..., model_version: _Optional[str] = ...) -> None: ...
+    more: _containers.RepeatedCompositeFieldContainer[ExplainResponse]
+    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., baseline_score: _Optional[float] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., feature_attributions: _Optional[_Iterable[_Union[FeatureAttribution, _Mapping]]] = ..., convergence_delta: _Optional[float] = ..., n_steps: _Optional[int] = ..., faithfulness: _Optional[_Union[Faithfulness, _Mapping]] = ..., image_png: _Optional[bytes] = ..., html: _Optional[str] = ..., unknown_item_ids: _Optional[_Iterable[str]] = ..., model_version: _Optional[str] = ..., more: _Optional[_Iterable[_Union[ExplainResponse, _Mapping]]] = ...) -> None: ...
