@@ -114,6 +114,10 @@ def decode_recommend(req: pb.RecommendRequest, catalog: Catalog, config: Serving
     if candidates is not None and not req.include_history:
         candidates = candidates[~np.isin(candidates, seen)]
     user, unknown_user = catalog.user_inputs(req.user_id, dict(req.user_features))
+    knows_user = user is not None and ((bool(req.user_id) and not unknown_user) or bool(req.user_features))
+    if len(seen) == 0 and not knows_user:
+        raise InvalidArgument("history", "no known item in the history and no user features for this user: "
+                                         f"nothing to recommend from (unknown ids: {list(unknown)[:10]})")
     return Query(
         history=seen[-catalog.max_len :],
         seen=seen,

@@ -42,6 +42,13 @@ def test_bad_fields_are_named(catalog, kw, field):
     assert e.value.field == field and str(e.value).startswith(field + ":")
 
 
+def test_a_context_with_nothing_known_is_refused_but_a_known_user_is_enough(catalog):
+    with pytest.raises(InvalidArgument, match="nothing to recommend from"):
+        decode_recommend(req(history=["zz", "yy"], user_id="stranger"), catalog, CONFIG)
+    assert decode_recommend(req(history=[], user_id="u3"), catalog, CONFIG).history.size == 0
+    assert decode_recommend(req(history=["zz"], user_features={"gender": "f"}), catalog, CONFIG).unknown_item_ids
+
+
 def test_unknown_ids_reported_once_in_order(catalog):
     q = decode_recommend(req(history=["zz", "i1", "yy", "zz"], candidate_item_ids=["i5", "xx"]), catalog, CONFIG)
     assert q.unknown_item_ids == ("zz", "yy", "xx")
