@@ -111,20 +111,21 @@ def explain_methods(ckpt, config: BenchConfig) -> list[dict]:
     q = _queries(ckpt, 1, config.history, 1)[0]
     model = ckpt.model
     seq = torch.as_tensor(q.history[None])
+    user = None if q.user is None else [torch.as_tensor(np.asarray(c)[None]) for c in q.user]
     with torch.no_grad():
-        target = int(model.score_all(seq).argmax())  # the top-1 item, as Explain does by default
+        target = int(model.score_all(seq, user).argmax())  # the top-1 item, as Explain does by default
 
     def attention_only() -> None:
         with torch.no_grad():
-            _, att = model(seq, return_attention=True)
+            _, att = model(seq, user, return_attention=True)
             rollout(att)
 
     rows = []
     for steps in config.explain_steps:
         methods = {"attention+rollout": attention_only,
-                   "ig": lambda n=steps: integrated_gradients(model, seq, None, target, n_steps=n),
-                   "deletion": lambda: deletion_attribution(model, q.history, None, target),
-                   "combined (all)": lambda n=steps: explain(model, q.history, None, target, n_steps=n)}
+                   "ig": lambda n=steps: integrated_gradients(model, seq, user, target, n_steps=n),
+                   "deletion": lambda: deletion_attribution(model, q.history, q.user, target),
+                   "combined (all)": lambda n=steps: explain(model, q.history, q.user, target, n_steps=n)}
         for name, fn in methods.items():
             fn()
             times = []

@@ -88,9 +88,12 @@ def explain_batch(
     seq = torch.as_tensor(left_pad([np.asarray(h, dtype=np.int64) for h in histories], model.config.max_len),
                           device=device)  # (B, T)
     user_t = None
-    if model.config.has_user_token:
+    if model.config.has_user_token:  # None = an unknown user: every feature missing (code 0)
+        specs = model.config.user_features
+        users = [u if u is not None else [np.zeros(s.max_values if s.multi else (), np.int64) for s in specs]
+                 for u in users]
         user_t = [torch.as_tensor(np.stack([np.asarray(u[f]) for u in users]), device=device)
-                  for f in range(len(model.config.user_features))]
+                  for f in range(len(specs))]
     with torch.no_grad():
         _, attentions = model(seq, user_t, return_attention=True)
         layers = torch.stack([a[:, :, -1, :] for a in attentions], dim=1).double().cpu().numpy()  # (B, L, H, T')

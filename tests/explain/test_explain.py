@@ -70,7 +70,7 @@ def test_explanations_ignore_left_padding_and_shapes_line_up():
 def test_batched_explanations_equal_one_by_one():
     m = tiny()
     histories = [np.array([3, 9, 4]), np.array([7]), np.array([1, 2, 3, 4, 5, 6])]
-    users = [[np.array(0)], [np.array(2)], [np.array(1)]]
+    users = [[np.array(0)], [np.array(2)], None]  # None: an unknown user
     targets = [11, 3, 19]
     together = explain_batch(m, histories, users, targets)
     for h, u, t, e in zip(histories, users, targets, together):
