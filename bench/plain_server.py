@@ -13,10 +13,9 @@ import sys
 import grpc
 
 from attnrec.model.checkpoint import load_checkpoint
-from attnrec.serving.codec import Catalog, InvalidArgument, Query, Ranked, decode_recommend, encode_error, encode_recommend
+from attnrec.serving.codec import Catalog, InvalidArgument, Query, Ranked, decode_recommend, encode_recommend
 from attnrec.serving.config import BatchConfig, ServingConfig
-from attnrec.serving.ranking import rank
-from attnrec.v1 import recommender_pb2 as pb
+from attnrec.serving.ranking import answer_batch, rank
 from attnrec.v1 import recommender_pb2_grpc as pb_grpc
 
 
@@ -63,16 +62,11 @@ class PlainRecommender(pb_grpc.RecommenderServicer):
         return encode_recommend(query, await self.batcher.submit(query), self.catalog)
 
     async def RecommendBatch(self, request, context):
-        out = []
-        for entry in request.requests:
-            try:
-                query = decode_recommend(entry, self.catalog, self.config)
-                out.append((query, None))
-            except InvalidArgument as e:
-                out.append((None, encode_error(e)))
-        ranked = iter(rank(self.model, [q for q, err in out if q is not None]))
-        return pb.RecommendBatchResponse(responses=[err if q is None else encode_recommend(q, next(ranked), self.catalog)
-                                                    for q, err in out])
+        n = len(request.requests)
+        if not 1 <= n <= self.config.max_batch_requests:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"requests: {n} entries, expected 1..{self.config.max_batch_requests}")
+        return answer_batch(request, self.model, self.catalog, self.config, self.batcher.batch.max_batch_size)[0]
 
 
 async def serve(checkpoint: str, port: int, batch: BatchConfig) -> None:

@@ -18,11 +18,10 @@ from ray.serve.handle import DeploymentHandle
 
 from attnrec.model.checkpoint import load_checkpoint
 from attnrec.model.train import resolve_device
-from attnrec.serving.codec import (Catalog, InvalidArgument, Query, Ranked, decode_recommend, encode_error,
-                                   encode_recommend)
+from attnrec.serving.codec import Catalog, InvalidArgument, Query, Ranked, decode_recommend, encode_recommend
 from attnrec.serving.config import BatchConfig, ServingConfig
 from attnrec.serving.explain_codec import answer_explains
-from attnrec.serving.ranking import rank
+from attnrec.serving.ranking import answer_batch, rank
 from attnrec.v1 import recommender_pb2 as pb
 
 log = logging.getLogger("ray.serve")
@@ -86,20 +85,10 @@ class Recommender:
         if not 1 <= n <= self.config.max_batch_requests:
             _invalid(grpc_context, InvalidArgument("requests", f"{n} entries, expected 1..{self.config.max_batch_requests}"))
             return pb.RecommendBatchResponse()
-        responses: list[pb.RecommendResponse | None] = [None] * n
-        valid: list[tuple[int, Query]] = []
-        for i, entry in enumerate(request.requests):
-            try:
-                valid.append((i, decode_recommend(entry, self.catalog, self.config)))
-            except InvalidArgument as e:
-                responses[i] = encode_error(InvalidArgument(f"requests[{i}].{e.field}", str(e).split(": ", 1)[1]))
-        step = self.batch_config.max_batch_size
-        for start in range(0, len(valid), step):
-            chunk = valid[start : start + step]
-            self.stats.record(len(chunk))
-            for (i, query), ranked in zip(chunk, rank(self.model, [q for _, q in chunk])):
-                responses[i] = encode_recommend(query, ranked, self.catalog)
-        return pb.RecommendBatchResponse(responses=responses)
+        response, sizes = answer_batch(request, self.model, self.catalog, self.config, self.batch_config.max_batch_size)
+        for size in sizes:
+            self.stats.record(size)
+        return response
 
     async def Explain(self, request: pb.ExplainRequest, grpc_context) -> pb.ExplainResponse:
         if self.explainer is None:

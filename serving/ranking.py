@@ -14,7 +14,10 @@ import torch
 
 from attnrec.model.sasrec import PAD, SASRec
 from attnrec.model.sequences import left_pad
-from attnrec.serving.codec import Query, Ranked
+from attnrec.serving.codec import (Catalog, InvalidArgument, Query, Ranked, decode_recommend, encode_error,
+                                   encode_recommend)
+from attnrec.serving.config import ServingConfig
+from attnrec.v1 import recommender_pb2 as pb
 
 
 def _stack_users(queries: Sequence[Query], device: torch.device) -> list[torch.Tensor] | None:
@@ -70,3 +73,24 @@ def _collect(out: list, rows: list[int], queries: Sequence[Query], items: torch.
     for r, i in enumerate(rows):
         keep = np.isfinite(scores[r, : queries[i].k])
         out[i] = Ranked(items=items[r, : queries[i].k][keep], scores=scores[r, : queries[i].k][keep])
+
+
+def answer_batch(request: pb.RecommendBatchRequest, model: SASRec, catalog: Catalog, config: ServingConfig,
+                 chunk_size: int) -> tuple[pb.RecommendBatchResponse, list[int]]:
+    """RecommendBatch below the server: a bad entry gets its own error (its field prefixed
+    with `requests[i].`) and never fails the others; valid entries are ranked in chunks.
+    Returns the response and the chunk sizes ranked. The batch's own size is checked by the caller."""
+    responses: list[pb.RecommendResponse | None] = [None] * len(request.requests)
+    valid: list[tuple[int, Query]] = []
+    for i, entry in enumerate(request.requests):
+        try:
+            valid.append((i, decode_recommend(entry, catalog, config)))
+        except InvalidArgument as e:
+            responses[i] = encode_error(InvalidArgument(f"requests[{i}].{e.field}", str(e).split(": ", 1)[1]))
+    sizes = []
+    for start in range(0, len(valid), chunk_size):
+        chunk = valid[start : start + chunk_size]
+        sizes.append(len(chunk))
+        for (i, query), ranked in zip(chunk, rank(model, [q for _, q in chunk])):
+            responses[i] = encode_recommend(query, ranked, catalog)
+    return pb.RecommendBatchResponse(responses=responses), sizes

@@ -105,3 +105,18 @@ def test_encode_response(catalog, ckpt):
     assert len(r.items) == 5 and list(r.unknown_item_ids) == ["what"] and r.history_used == 1
     assert r.model_version == ckpt.metadata["model_version"]
     assert [i.score for i in r.items] == sorted((i.score for i in r.items), reverse=True)
+
+
+def test_answer_batch_isolates_bad_entries_and_chunks(ckpt, catalog):
+    from attnrec.serving.ranking import answer_batch
+
+    request = pb.RecommendBatchRequest(requests=[req(), req(k=0), req(history=["i9"], k=2), req(), req()])
+    response, sizes = answer_batch(request, ckpt.model, catalog, CONFIG, chunk_size=3)
+    assert [len(r.items) for r in response.responses] == [5, 0, 2, 5, 5]
+    assert response.responses[1].error.message.startswith("requests[1].k:")
+    assert sizes == [3, 1]  # four valid entries, ranked in chunks of three
+    alone = encode_recommend(decode_recommend(req(), catalog, CONFIG),
+                             rank(ckpt.model, [decode_recommend(req(), catalog, CONFIG)])[0], catalog)
+    assert [i.item_id for i in response.responses[0].items] == [i.item_id for i in alone.items]
+    np.testing.assert_allclose([i.score for i in response.responses[0].items], [i.score for i in alone.items],
+                               rtol=1e-5)
