@@ -52,8 +52,11 @@ def _versions() -> dict:
     import grpc
     import ray
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
+    here = Path(__file__).parent
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=here).stdout.strip()
+    if commit and subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                 text=True, cwd=here).stdout.strip():
+        commit += "+dirty"  # the measured code is not exactly that commit
     return {"python": platform.python_version(), "torch": torch.__version__, "ray": ray.__version__,
             "grpcio": grpc.__version__, "git_commit": commit or None,
             "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),

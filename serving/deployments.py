@@ -124,7 +124,7 @@ class Explainer:
         """Serialized ExplainRequest -> (serialized ExplainResponse, status code name or "", details)."""
         return await self._explain_batched(payload)
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.002)  # requests queue while one batch computes
     async def _explain_batched(self, payloads: list[bytes]) -> list[tuple[bytes, str, str]]:
         self.stats.record(len(payloads))
         requests = [pb.ExplainRequest.FromString(p) for p in payloads]
