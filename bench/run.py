@@ -291,8 +291,9 @@ def plot(report: dict, out: Path) -> None:
     for name, sweep in series.items():
         xs = [s["concurrency"] for s in sweep]
         axes[0].plot(xs, [s["calls_per_s"] for s in sweep], marker="o", label=name)
-        axes[1].plot(xs, [s["p50_ms"] for s in sweep], marker="o", label=f"{name} p50")
-        axes[1].plot(xs, [s["p99_ms"] for s in sweep], marker="x", linestyle="--", label=f"{name} p99")
+        (line,) = axes[1].plot(xs, [s["p50_ms"] for s in sweep], marker="o", label=f"{name} p50")
+        axes[1].plot(xs, [s["p99_ms"] for s in sweep], marker="x", linestyle="--", color=line.get_color(),
+                     label=f"{name} p99")
     model = max(m["recs_per_s"] for m in r["model_alone"] if m["threads"] == 1)
     axes[0].axhline(model, color="grey", linestyle=":", label="model alone, 1 thread (best batch)")
     for ax, ylabel in ((axes[0], "Recommend calls / s"), (axes[1], "latency (ms)")):
