@@ -83,6 +83,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     eval_p = sub.choices["evaluate"]
     eval_p.add_argument("--checkpoint", type=Path, required=True)
     eval_p.add_argument("--json", type=Path, help="where to write the results (default: CHECKPOINT/eval.json)")
+    eval_p.add_argument("--history-limit", type=int,
+                        help="give the model only each user's N most recent items (short-history users)")
     eval_p.set_defaults(run=cmd_evaluate)
 
 
@@ -133,12 +135,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from attnrec.model.evaluate import evaluate_checkpoint
 
     paths = _data_paths(args)
-    result = evaluate_checkpoint(args.checkpoint, load_tables(**paths), device=args.device)
+    result = evaluate_checkpoint(args.checkpoint, load_tables(**paths), device=args.device,
+                                 history_limit=args.history_limit)
     result["data"] = {k: str(v) if v else None for k, v in paths.items()}
-    out = args.json or args.checkpoint / "eval.json"
+    out = args.json or args.checkpoint / ("eval.json" if not args.history_limit else f"eval-last{args.history_limit}.json")
     out.write_text(json.dumps(result, indent=2))
+    limit = f", last {args.history_limit} items of each history" if args.history_limit else ""
     print(f"leave-one-out, full ranking over {result['n_items']:,} items, seen items masked, "
-          f"{result['model']['users']:,} users")
+          f"{result['model']['users']:,} users{limit}")
     print(f"{'':<12}{'HR@10':>8}{'NDCG@10':>9}")
     for name in ("model", "popularity"):
         print(f"{name:<12}{result[name]['HR@10']:>8.4f}{result[name]['NDCG@10']:>9.4f}")

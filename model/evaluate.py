@@ -99,10 +99,11 @@ def popularity_scorer(split: Split, n_items: int, stage: str = "test") -> Scorer
     return score
 
 
-def evaluate_checkpoint(directory, tables, device: str = "auto") -> dict:
+def evaluate_checkpoint(directory, tables, device: str = "auto", history_limit: int | None = None) -> dict:
     """Test-stage metrics of a saved model and of popularity on the same split.
 
     Items the checkpoint does not know are dropped from the histories (and counted).
+    `history_limit` keeps only each user's most recent items (a short-history / cold-user test).
     User features come from `tables.users` when given (encoded with the checkpoint's
     encoders), otherwise from the checkpoint's own users table."""
     from attnrec.model.checkpoint import feature_codes, load_checkpoint
@@ -129,11 +130,14 @@ def evaluate_checkpoint(directory, tables, device: str = "auto") -> dict:
         return [torch.as_tensor(c[split.full.users[rows]], device=dev) for c in user_codes]
 
     test = cases(split, "test")
+    if history_limit:  # short-history users: only the most recent items are given (and masked)
+        test = EvalCase(test.rows, [h[-history_limit:] for h in test.histories], test.targets)
     return {
         "checkpoint": str(directory),
         "model_version": ckpt.metadata.get("model_version", ""),
         "n_items": len(ckpt.items),
         "dropped_unknown_interactions": dropped,
+        "history_limit": history_limit,
         "model": evaluate(model_scorer(ckpt.model, user_inputs), test),
         "popularity": evaluate(popularity_scorer(split, len(ckpt.items), "test"), test),
     }

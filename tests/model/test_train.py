@@ -41,6 +41,9 @@ def test_train_checkpoint_load_score(shop, tmp_path):
     result = evaluate_checkpoint(tmp_path / "ckpt", load_tables(**shop), device="cpu")
     assert result["model"]["users"] == len(prepared.split.eval_rows) > 0
     assert 0.0 <= result["model"]["NDCG@10"] <= result["model"]["HR@10"] <= 1.0
+    short = evaluate_checkpoint(tmp_path / "ckpt", load_tables(**shop), device="cpu", history_limit=1)
+    assert short["model"]["users"] == result["model"]["users"] and short["history_limit"] == 1
+    assert short["model"]["NDCG@10"] != result["model"]["NDCG@10"]  # the model saw less
 
 
 def test_cli_train_then_evaluate(shop, tmp_path, capsys):
