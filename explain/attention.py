@@ -6,9 +6,10 @@ import torch
 from torch import Tensor
 
 
-def last_query_attention(attentions: list[Tensor]) -> Tensor:
-    """Last layer's attention from the final position to every position: (B, H, T', T') list -> (B, H, T')."""
-    return attentions[-1][:, :, -1, :]
+def final_query_attention(attentions: list[Tensor]) -> Tensor:
+    """Every layer's attention from the final position to every position:
+    per-layer (B, H, T', T') list -> (B, layers, H, T'); [:, -1] is the last layer's."""
+    return torch.stack([a[:, :, -1, :] for a in attentions], dim=1)
 
 
 def rollout(attentions: list[Tensor], residual: float = 0.5) -> Tensor:

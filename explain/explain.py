@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from attnrec.explain.ablation import deletion_attribution
-from attnrec.explain.attention import rollout
+from attnrec.explain.attention import final_query_attention, rollout
 from attnrec.explain.attribution import Attribution, integrated_gradients
 from attnrec.explain.config import ExplainConfig
 from attnrec.model.sasrec import SASRec
@@ -96,8 +96,8 @@ def explain_batch(
                   for f in range(len(specs))]
     with torch.no_grad():
         _, attentions = model(seq, user_t, return_attention=True)
-        layers = torch.stack([a[:, :, -1, :] for a in attentions], dim=1).double().cpu().numpy()  # (B, L, H, T')
-        heads = layers[:, -1]  # (B, H, T') = last_query_attention(attentions)
+        layers = final_query_attention(attentions).double().cpu().numpy()  # (B, L, H, T')
+        heads = layers[:, -1]  # (B, H, T') the last layer
         roll = rollout(attentions, config.rollout_residual).double().cpu().numpy()  # (B, T')
     target_t = torch.as_tensor(list(targets), device=device)
     if integrated:
@@ -105,8 +105,10 @@ def explain_batch(
     else:
         with torch.no_grad():
             scores = model.score(seq, target_t[:, None], user_t)[:, 0].tolist()
-        zeros = [torch.zeros(p.shape[1:-1]) for p in model.embed_parts(seq[:1], None if user_t is None else
-                                                                          [u[:1] for u in user_t])]
+        T = seq.shape[1]  # zero attributions shaped like embed_parts' output, summed over D
+        zeros = [torch.zeros(T)] + [torch.zeros((T, f.max_values) if f.multi else (T,))
+                                    for f in model.config.item_features]
+        zeros += [torch.zeros((f.max_values,) if f.multi else ()) for f in model.config.user_features]
         igs = [Attribution(zeros, s, float("nan"), None, 0) for s in scores]
     n_item = 1 + len(model.config.item_features)
     user_token = model.config.has_user_token
@@ -128,7 +130,8 @@ def explain_batch(
         attention = heads[b][:, keep]
         out.append(Explanation(
             target=target, history=np.asarray(history), has_user_token=user_token,
-            attention_layers=layers[b][..., keep], attention_heads=attention, attention=attention.mean(0), rollout=roll[b][keep], attribution=per_position,
+            attention_layers=layers[b][..., keep], attention_heads=attention, attention=attention.mean(0),
+            rollout=roll[b][keep], attribution=per_position,
             deletion=drops, combined=combine(drops, attention.mean(0)), part_attribution=parts,
             score=ig.score, baseline_score=ig.baseline_score, convergence_delta=ig.convergence_delta,
             n_steps=ig.n_steps,

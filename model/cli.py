@@ -138,7 +138,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate_checkpoint(args.checkpoint, load_tables(**paths), device=args.device,
                                  history_limit=args.history_limit)
     result["data"] = {k: str(v) if v else None for k, v in paths.items()}
-    out = args.json or args.checkpoint / ("eval.json" if not args.history_limit else f"eval-last{args.history_limit}.json")
+    name = f"eval-last{args.history_limit}.json" if args.history_limit else "eval.json"
+    out = args.json or args.checkpoint / name
     out.write_text(json.dumps(result, indent=2))
     limit = f", last {args.history_limit} items of each history" if args.history_limit else ""
     print(f"leave-one-out, full ranking over {result['n_items']:,} items, seen items masked, "

@@ -9,8 +9,9 @@ Planted causes: categories come in pairs (2k -> 2k+1, "phone -> phone case") for
 first `n_cause_pairs` pairs. Buying cause item j makes its accessory j + 1 (the next
 category, same rank) follow `gap` = 1..max_gap steps later with probability
 `p_follow`. Accessories are bought for no other reason (their categories are never an
-ordinary pick), so each planted effect has one true cause. The interactions table records this in `cause_item_id` (null for ordinary
-purchases), so an explanation can be checked against the truth.
+ordinary pick), so each planted effect has one true cause. The interactions table
+records this in `cause_item_id` (null for ordinary purchases), so an explanation can be
+checked against the truth.
 
 Users are generated in chunks and written row group by row group: memory holds one
 chunk plus the items table, so 1M items / 10M interactions fit comfortably.
