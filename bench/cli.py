@@ -16,6 +16,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-wait", type=float, help="batch_wait_timeout_s for both servers (default 0.005)")
     p.add_argument("--throughput-optimized", action="store_true",
                    help="start Ray Serve with RAY_SERVE_THROUGHPUT_OPTIMIZED=1")
+    p.add_argument("--threads", type=int, help="torch threads of both servers (default 1, a num_cpus: 1 replica's)")
     p.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"), help="compare two result files")
     p.set_defaults(run=cmd_bench)
 
@@ -38,6 +39,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         config = replace(config, batch_wait_timeout_s=args.batch_wait)
     if args.throughput_optimized:
         config = replace(config, throughput_optimized=True)
+    if args.threads:
+        config = replace(config, threads=args.threads)
     try:
         report = run(config, args.out)
     finally:

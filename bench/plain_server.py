@@ -11,6 +11,7 @@ import asyncio
 import sys
 
 import grpc
+import torch
 
 from attnrec.model.checkpoint import load_checkpoint
 from attnrec.serving.codec import Catalog, InvalidArgument, Query, Ranked, decode_recommend, encode_recommend
@@ -89,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--max-batch-size", type=int, default=BatchConfig.max_batch_size)
     p.add_argument("--batch-wait-timeout-s", type=float, default=BatchConfig.batch_wait_timeout_s)
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's, every core)")
     a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     asyncio.run(serve(a.checkpoint, a.port, BatchConfig(a.max_batch_size, a.batch_wait_timeout_s)))
     return 0
 

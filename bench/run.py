@@ -41,6 +41,9 @@ class BenchConfig:
     max_batch_size: int = 64
     batch_wait_timeout_s: float = 0.005
     throughput_optimized: bool = False  # RAY_SERVE_THROUGHPUT_OPTIMIZED=1 for Ray Serve (set before Ray starts)
+    # torch threads of the plain server and of the Ray replica alike; the model-alone limit is
+    # read at this count. 1 = what Ray gives a replica with num_cpus: 1 (serve.yaml's default).
+    threads: int = 1
 
     @staticmethod
     def quick(checkpoint: str) -> "BenchConfig":
@@ -76,11 +79,11 @@ def _queries(ckpt, n: int, history: int, k: int, seed: int = 0):
 
 
 def model_alone(ckpt, config: BenchConfig) -> list[dict]:
-    """Per batch size, with one thread (what a replica with num_cpus: 1 gets: Ray sets
-    OMP_NUM_THREADS to its CPU count) and with every core."""
+    """Per batch size, with the servers' thread count (config.threads; Ray gives a replica with
+    num_cpus: 1 one thread) and with every core."""
     out = []
     every = torch.get_num_threads()
-    for threads in sorted({1, every}):
+    for threads in sorted({config.threads, every}):
         torch.set_num_threads(threads)
         try:
             out += [{**row, "threads": threads} for row in _model_alone(ckpt, config)]
@@ -158,7 +161,8 @@ def plain_grpc(config: BenchConfig, items: str, bar) -> dict:
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "attnrec.bench.plain_server", "--checkpoint", config.checkpoint,
                                "--port", str(port), "--max-batch-size", str(config.max_batch_size),
-                               "--batch-wait-timeout-s", str(config.batch_wait_timeout_s)],
+                               "--batch-wait-timeout-s", str(config.batch_wait_timeout_s),
+                               "--threads", str(config.threads)],
                               stdout=subprocess.PIPE, text=True)
     try:
         if server.stdout.readline().strip() != "ready":
@@ -179,52 +183,61 @@ def plain_grpc(config: BenchConfig, items: str, bar) -> dict:
         server.wait(timeout=30)
 
 
+INGRESSES = {"proxy": "Serve's gRPC proxy", "direct_ingress": "direct ingress (replica port)"}
+
+
 def ray_serve(config: BenchConfig, items: str, bar) -> dict:
+    """One Ray, one app, reached two ways: through Serve's gRPC proxy and straight at the
+    Recommender replica's own gRPC port (Serve's direct ingress). Both go through the same
+    replica, the same @serve.batch and the same code."""
     from ray import serve
 
     from attnrec.serving.app import APP_NAME, DEFAULT_CONFIG, ServeFile, build_app
     from attnrec.serving.config import ServingConfig
-    from attnrec.serving.server import free_port, start_ray, start_service
+    from attnrec.serving.server import direct_ingress_targets, free_port, start_ray, start_service
 
     def options(batch_size: int) -> dict:
-        return {"Recommender": {"num_replicas": 1, "max_ongoing_requests": 512, "ray_actor_options": {"num_cpus": 0},
+        actor = {"num_cpus": 0, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(config.threads)}}}
+        return {"Recommender": {"num_replicas": 1, "max_ongoing_requests": 512, "ray_actor_options": actor,
+                                "logging_config": {"enable_access_log": False},  # as serve.yaml
                                 "user_config": {"max_batch_size": batch_size,
                                                 "batch_wait_timeout_s": config.batch_wait_timeout_s}},
                 "Explainer": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0}}}
 
-    if config.throughput_optimized:
-        os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
-    start_ray()
+    # The bench redeploys; Ray's 30 s draining period for direct-ingress replicas is for load balancers.
+    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
+    start_ray(direct_ingress=True, throughput_optimized=config.throughput_optimized)
     serve_file = ServeFile.load(DEFAULT_CONFIG)
     serve_file.deployments = options(config.max_batch_size)
     port = free_port()
     serving = ServingConfig(checkpoint=config.checkpoint, device="cpu")
     start_service(serving, serve_file, port, free_port())
-    target = f"127.0.0.1:{port}"
     handle = serve.get_deployment_handle("Recommender", app_name=APP_NAME)
-    result: dict = {}
+    result: dict = {ingress: {} for ingress in INGRESSES}
     try:
         for label, batch_size in (("batching_on", config.max_batch_size), ("batching_off", 1)):
             serve.run(build_app(serving, options(batch_size)), name=APP_NAME, route_prefix=serve_file.route_prefix)
-            sweep = []
-            for c in config.concurrency:
-                bar.set_postfix_str(f"Ray Serve {label}, {c} in flight")
-                before = handle.stats_summary.remote().result()["histogram"]
-                row = _load(target, items, "recommend", config, c)
-                after = handle.stats_summary.remote().result()["histogram"]
-                formed = {int(s): after.get(s, 0) - before.get(s, 0) for s in after if after.get(s, 0) > before.get(s, 0)}
-                n = sum(formed.values())
-                row["mean_batch_size"] = round(sum(s * v for s, v in formed.items()) / n, 2) if n else None
-                sweep.append(row)
-                bar.update()
-            result[label] = sweep
-        serve.run(build_app(serving, options(config.max_batch_size)), name=APP_NAME, route_prefix=serve_file.route_prefix)
-        bar.set_postfix_str("Ray Serve RecommendBatch")
-        result["recommend_batch"] = _load(target, items, "batch", config, 2)
-        bar.update()
-        bar.set_postfix_str("Ray Serve Explain")
-        result["explain"] = _load(target, items, "explain", config, 1)
-        bar.update()
+            # serve.run starts new replicas; each takes a fresh direct-ingress port
+            targets = {"proxy": f"127.0.0.1:{port}", "direct_ingress": direct_ingress_targets()[0]}
+            for ingress, target in targets.items():
+                sweep = []
+                for c in config.concurrency:
+                    bar.set_postfix_str(f"Ray Serve {ingress}, {label}, {c} in flight")
+                    before = handle.stats_summary.remote().result()["histogram"]
+                    row = _load(target, items, "recommend", config, c)
+                    after = handle.stats_summary.remote().result()["histogram"]
+                    formed = {int(s): after.get(s, 0) - before.get(s, 0) for s in after if after.get(s, 0) > before.get(s, 0)}
+                    n = sum(formed.values())
+                    row["mean_batch_size"] = round(sum(s * v for s, v in formed.items()) / n, 2) if n else None
+                    sweep.append(row)
+                    bar.update()
+                result[ingress][label] = sweep
+            if label == "batching_on":  # RecommendBatch and Explain at the served configuration
+                for ingress, target in targets.items():
+                    bar.set_postfix_str(f"Ray Serve {ingress}, RecommendBatch and Explain")
+                    result[ingress]["recommend_batch"] = _load(target, items, "batch", config, 2)
+                    result[ingress]["explain"] = _load(target, items, "explain", config, 1)
+                    bar.update()
     finally:
         serve.shutdown()
     return result
@@ -238,7 +251,7 @@ def run(config: BenchConfig, out: Path, progress: bool = True) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(list(ckpt.items.ids), f)
         items = f.name
-    steps = 2 * len(config.concurrency) + len(config.concurrency) + 1 + 2 + 2
+    steps = 2 + (len(config.concurrency) + 1) + 2 * len(INGRESSES) * len(config.concurrency) + len(INGRESSES)
     bar = tqdm(total=steps, desc="bench", unit="step", disable=not progress)
     bar.set_postfix_str("model alone")
     results = {"model_alone": model_alone(ckpt, config)}
@@ -251,7 +264,7 @@ def run(config: BenchConfig, out: Path, progress: bool = True) -> dict:
     bar.close()
     os.unlink(items)
     report = {"config": asdict(config), "versions": _versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "model_version": ckpt.metadata.get("model_version"), "results": results, "ratios": ratios(results)}
+              "model_version": ckpt.metadata.get("model_version"), "results": results, "ratios": ratios(results, config.threads)}
     (out / "bench.json").write_text(json.dumps(report, indent=2))
     plot(report, out)
     return report
@@ -261,19 +274,35 @@ def _at(sweep: list[dict], c: int) -> dict | None:
     return next((r for r in sweep if r["concurrency"] == c), None)
 
 
-def ratios(results: dict) -> dict:
-    """The issue's goals, as ratios measured in this run."""
+def _ray(results: dict, ingress: str) -> dict | None:
+    """One ingress's results; files written before direct ingress was measured hold the proxy's at the top."""
+    ray = results["ray_serve"]
+    return ray.get(ingress) or (ray if ingress == "proxy" and "batching_on" in ray else None)
+
+
+def _model_limit(results: dict, threads: int) -> float:
+    """The model alone at the servers' thread count, best batch size: the limit a server approaches."""
+    return max(r["recs_per_s"] for r in results["model_alone"] if r["threads"] == threads)
+
+
+def ratios(results: dict, threads: int = 1) -> dict:
+    """The issue's goals, as ratios measured in this run, for each way into Ray Serve."""
     plain = max(r["calls_per_s"] for r in results["plain_grpc"]["recommend"])
-    ray_on = max(r["calls_per_s"] for r in results["ray_serve"]["batching_on"])
-    model = max(r["recs_per_s"] for r in results["model_alone"] if r["threads"] == 1)  # a replica's share
-    out = {"ray_vs_plain_saturated": round(ray_on / plain, 3),
-           "recommend_batch_vs_model_alone": round(results["ray_serve"]["recommend_batch"]["recs_per_s"] / model, 3)}
-    c = 32 if _at(results["ray_serve"]["batching_on"], 32) else max(r["concurrency"] for r in results["ray_serve"]["batching_on"])
-    on, off = _at(results["ray_serve"]["batching_on"], c), _at(results["ray_serve"]["batching_off"], c)
-    out[f"batching_on_vs_off_at_{c}"] = round(on["calls_per_s"] / off["calls_per_s"], 3) if off["calls_per_s"] else None
-    rec1 = _at(results["ray_serve"]["batching_on"], 1)
-    exp = results["ray_serve"]["explain"]
-    out["explain_p50_vs_recommend_p50_at_1"] = round(exp["p50_ms"] / rec1["p50_ms"], 2) if exp["p50_ms"] and rec1 else None
+    model = _model_limit(results, threads)
+    out = {}
+    for ingress in INGRESSES:
+        ray = _ray(results, ingress)
+        if ray is None:
+            continue
+        on_sweep, off_sweep = ray["batching_on"], ray["batching_off"]
+        out[f"{ingress}: ray_vs_plain_saturated"] = round(max(r["calls_per_s"] for r in on_sweep) / plain, 3)
+        out[f"{ingress}: recommend_batch_vs_model_alone"] = round(ray["recommend_batch"]["recs_per_s"] / model, 3)
+        c = 32 if _at(on_sweep, 32) else max(r["concurrency"] for r in on_sweep)
+        on, off = _at(on_sweep, c), _at(off_sweep, c)
+        out[f"{ingress}: batching_on_vs_off_at_{c}"] = round(on["calls_per_s"] / off["calls_per_s"], 3) if off["calls_per_s"] else None
+        rec1, exp = _at(on_sweep, 1), ray.get("explain") or results["ray_serve"].get("explain")
+        out[f"{ingress}: explain_p50_vs_recommend_p50_at_1"] = (round(exp["p50_ms"] / rec1["p50_ms"], 2)
+                                                                if exp and exp["p50_ms"] and rec1 else None)
     return out
 
 
@@ -284,9 +313,12 @@ def plot(report: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     r = report["results"]
-    series = {"plain grpc.aio + micro-batcher": r["plain_grpc"]["recommend"],
-              "Ray Serve, @serve.batch on": r["ray_serve"]["batching_on"],
-              "Ray Serve, batching off": r["ray_serve"]["batching_off"]}
+    threads = report["config"].get("threads", 1)
+    series = {"plain grpc.aio + micro-batcher": r["plain_grpc"]["recommend"]}
+    for ingress, name in INGRESSES.items():
+        if ray := _ray(r, ingress):
+            series[f"Ray Serve {name}, @serve.batch"] = ray["batching_on"]
+            series[f"Ray Serve {name}, batching off"] = ray["batching_off"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for name, sweep in series.items():
         xs = [s["concurrency"] for s in sweep]
@@ -294,8 +326,8 @@ def plot(report: dict, out: Path) -> None:
         (line,) = axes[1].plot(xs, [s["p50_ms"] for s in sweep], marker="o", label=f"{name} p50")
         axes[1].plot(xs, [s["p99_ms"] for s in sweep], marker="x", linestyle="--", color=line.get_color(),
                      label=f"{name} p99")
-    model = max(m["recs_per_s"] for m in r["model_alone"] if m["threads"] == 1)
-    axes[0].axhline(model, color="grey", linestyle=":", label="model alone, 1 thread (best batch)")
+    axes[0].axhline(_model_limit(r, threads), color="grey", linestyle=":",
+                    label=f"model alone, {threads} thread(s) (best batch)")
     for ax, ylabel in ((axes[0], "Recommend calls / s"), (axes[1], "latency (ms)")):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("requests in flight")
@@ -316,9 +348,11 @@ def table(report: dict) -> str:
               f"{m['ms_per_batch']:>8.2f} ms/batch" for m in r["model_alone"]]
     lines.append(f"{'Recommend':<28}{'in flight':>10}{'calls/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
                  f"{'batch':>7}{'client cpu':>11}  errors")
-    for name, sweep in (("plain grpc.aio", r["plain_grpc"]["recommend"]),
-                        ("Ray Serve, batching on", r["ray_serve"]["batching_on"]),
-                        ("Ray Serve, batching off", r["ray_serve"]["batching_off"])):
+    sweeps = [("plain grpc.aio", r["plain_grpc"]["recommend"])]
+    for ingress, short in (("proxy", "proxy"), ("direct_ingress", "direct")):
+        if ray := _ray(r, ingress):
+            sweeps += [(f"Ray {short}, batching on", ray["batching_on"]), (f"Ray {short}, batching off", ray["batching_off"])]
+    for name, sweep in sweeps:
         for s in sweep:
             lines.append(f"{name:<28}{s['concurrency']:>10}{s['calls_per_s']:>10.1f}{s['p50_ms'] or 0:>9.1f}"
                          f"{s['p95_ms'] or 0:>9.1f}{s['p99_ms'] or 0:>9.1f}{s.get('mean_batch_size') or '':>7}"
@@ -326,10 +360,12 @@ def table(report: dict) -> str:
     o = r["plain_grpc"]["open_loop"]
     lines.append(f"plain grpc.aio open loop at {o['rate']:.0f}/s: {o['calls_per_s']:.1f} calls/s, p50 {o['p50_ms']} ms, "
                  f"p99 {o['p99_ms']} ms, errors {o['errors'] or 0}")
-    b, e = r["ray_serve"]["recommend_batch"], r["ray_serve"]["explain"]
-    lines.append(f"Ray Serve RecommendBatch ({report['config']['batch_users']} users/call, 2 in flight): "
-                 f"{b['recs_per_s']:,.0f} recs/s, p50 {b['p50_ms']} ms")
-    lines.append(f"Ray Serve Explain (1 in flight): {e['calls_per_s']:.2f} calls/s, p50 {e['p50_ms']} ms, p99 {e['p99_ms']} ms")
+    for ingress, name in INGRESSES.items():
+        if ray := _ray(r, ingress):
+            b, e = ray["recommend_batch"], ray.get("explain") or r["ray_serve"]["explain"]
+            lines.append(f"Ray Serve {name}: RecommendBatch ({report['config']['batch_users']} users/call, 2 in flight) "
+                         f"{b['recs_per_s']:,.0f} recs/s, p50 {b['p50_ms']} ms; Explain (1 in flight) "
+                         f"{e['calls_per_s']:.2f} calls/s, p50 {e['p50_ms']} ms, p99 {e['p99_ms']} ms")
     lines.append("Explain in-process, p50 ms: " + ", ".join(f"{x['method']} @{x['n_steps']} steps {x['p50_ms']}"
                                                           for x in r["explain_methods"]))
     lines.append("ratios: " + ", ".join(f"{k} = {v}" for k, v in report["ratios"].items()))
@@ -340,16 +376,20 @@ def compare(a: dict, b: dict) -> str:
     """Side by side: the ratios and saturated throughputs of two result files."""
     def headline(rep: dict) -> dict:
         r = rep["results"]
-        return {"model alone recs/s (1 thread)": max(m["recs_per_s"] for m in r["model_alone"] if m["threads"] == 1),
-                "plain gRPC calls/s": max(s["calls_per_s"] for s in r["plain_grpc"]["recommend"]),
-                "Ray Serve calls/s": max(s["calls_per_s"] for s in r["ray_serve"]["batching_on"]),
-                "RecommendBatch recs/s": r["ray_serve"]["recommend_batch"]["recs_per_s"],
-                "Explain p50 ms": r["ray_serve"]["explain"]["p50_ms"], **rep["ratios"]}
+        threads = rep["config"].get("threads", 1)
+        out = {f"model alone recs/s ({threads} thread(s))": _model_limit(r, threads),
+               "plain gRPC calls/s": max(s["calls_per_s"] for s in r["plain_grpc"]["recommend"])}
+        for ingress in INGRESSES:
+            if ray := _ray(r, ingress):
+                out[f"{ingress}: Recommend calls/s"] = max(s["calls_per_s"] for s in ray["batching_on"])
+                out[f"{ingress}: RecommendBatch recs/s"] = ray["recommend_batch"]["recs_per_s"]
+                out[f"{ingress}: Explain p50 ms"] = (ray.get("explain") or r["ray_serve"]["explain"])["p50_ms"]
+        return {**out, **ratios(r, threads)}
 
     ha, hb = headline(a), headline(b)
-    lines = [f"{'':<40}{a['versions'].get('git_commit') or 'A':>12}{b['versions'].get('git_commit') or 'B':>12}{'B/A':>8}"]
-    for key in ha:
-        va, vb = ha[key], hb.get(key)
+    lines = [f"{'':<48}{a['versions'].get('git_commit') or 'A':>12}{b['versions'].get('git_commit') or 'B':>12}{'B/A':>8}"]
+    for key in dict.fromkeys([*ha, *hb]):
+        va, vb = ha.get(key), hb.get(key)
         ratio = f"{vb / va:.2f}" if isinstance(va, (int, float)) and isinstance(vb, (int, float)) and va else ""
-        lines.append(f"{key:<40}{va!s:>12}{vb!s:>12}{ratio:>8}")
+        lines.append(f"{key:<48}{va!s:>12}{vb!s:>12}{ratio:>8}")
     return "\n".join(lines)

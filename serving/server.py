@@ -27,11 +27,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_ray(num_cpus: int | None = None, host: str = "127.0.0.1", dashboard: bool = False) -> None:
-    """A local Ray whose Serve proxies bind `host` (loopback by default), without the dashboard by default."""
+def start_ray(num_cpus: int | None = None, host: str = "127.0.0.1", dashboard: bool = False,
+              direct_ingress: bool = False, throughput_optimized: bool = False) -> None:
+    """A local Ray whose Serve proxies bind `host` (loopback by default), without the dashboard by default.
+
+    direct_ingress: every Recommender replica also serves the gRPC API on its own port
+    (Ray Serve's RAY_SERVE_ENABLE_DIRECT_INGRESS), skipping the proxy; see
+    `direct_ingress_targets`. throughput_optimized: RAY_SERVE_THROUGHPUT_OPTIMIZED, which in
+    Ray 2.60 turns direct ingress on as well. Both are read when Ray starts its processes,
+    so they only take effect on the Ray this call starts.
+    """
     # Without this, two Ray clusters on one host silently share Serve's ports and calls
     # land on the wrong one. It must be set before Ray starts its processes.
     os.environ["SERVE_SOCKET_REUSE_PORT_ENABLED"] = "0"
+    if direct_ingress:
+        os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "1"
+    if throughput_optimized:
+        os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
     import ray
 
     if not ray.is_initialized():
@@ -63,6 +75,28 @@ def start_service(config: ServingConfig, serve_file: ServeFile, grpc_port: int, 
             raise RuntimeError(f"attnrec failed to deploy: {status.message}")
         if time.monotonic() > deadline:
             raise TimeoutError(f"attnrec not running after {blocking_timeout_s:.0f} s: {status.status} {status.message}")
+        time.sleep(0.5)
+
+
+def direct_ingress_targets(host: str = "127.0.0.1", wait_s: float = 30) -> list[str]:
+    """host:port of every Recommender replica that serves gRPC itself (empty unless direct ingress is on).
+
+    The ports come from Serve's controller (`get_target_groups`, the list Ray hands to load
+    balancers); replicas on one node take ports upward from RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT
+    (40000). A replica binds `host`, so a loopback service is reached on 127.0.0.1. Waits up to
+    `wait_s` for a running replica to report its port."""
+    import ray
+    from ray.serve.context import _get_global_client
+
+    controller = _get_global_client()._controller
+    local = host not in ("0.0.0.0", "::", "[::]")
+    deadline = time.monotonic() + wait_s
+    while True:
+        groups = ray.get(controller.get_target_groups.remote(APP_NAME))
+        targets = sorted(f"{host if local else t.ip}:{t.port}" for g in groups if g.protocol == "gRPC"
+                         for t in g.targets if t.name.startswith("SERVE_REPLICA::"))  # else: the proxy's
+        if targets or time.monotonic() > deadline:
+            return targets
         time.sleep(0.5)
 
 

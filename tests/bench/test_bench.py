@@ -18,10 +18,12 @@ def test_quick_bench_writes_results(checkpoint, tmp_path):
     assert saved["versions"]["torch"] and saved["config"]["concurrency"] == [1, 2]
     r = saved["results"]
     assert {m["batch_size"] for m in r["model_alone"]} == {1, 4} and {m["threads"] for m in r["model_alone"]} >= {1}
-    for sweep in (r["plain_grpc"]["recommend"], r["ray_serve"]["batching_on"], r["ray_serve"]["batching_off"]):
+    ray = [r["ray_serve"]["proxy"], r["ray_serve"]["direct_ingress"]]
+    for sweep in [r["plain_grpc"]["recommend"]] + [x[label] for x in ray for label in ("batching_on", "batching_off")]:
         assert [s["concurrency"] for s in sweep] == [1, 2]
         assert all(s["calls"] > 0 and not s["errors"] for s in sweep)
-    assert r["ray_serve"]["explain"]["calls"] > 0 and r["ray_serve"]["recommend_batch"]["calls"] > 0
+    assert all(x["explain"]["calls"] > 0 and x["recommend_batch"]["calls"] > 0 for x in ray)
     assert (tmp_path / "bench.png").stat().st_size > 0
-    assert set(saved["ratios"]) >= {"ray_vs_plain_saturated", "recommend_batch_vs_model_alone"}
+    assert set(saved["ratios"]) >= {f"{i}: {k}" for i in ("proxy", "direct_ingress")
+                                    for k in ("ray_vs_plain_saturated", "recommend_batch_vs_model_alone")}
     assert "Ray Serve" in table(report) and "B/A" in compare(saved, saved)

@@ -1,5 +1,6 @@
 """Ray Serve over real gRPC: one Ray and one Serve app for the whole module."""
 
+import os
 import subprocess
 import sys
 import time
@@ -37,7 +38,9 @@ def service(checkpoint):
 
     from attnrec.serving.server import free_port, start_ray, start_service
 
-    start_ray(num_cpus=2)
+    # Replicas leave quickly on scale-down (Ray's 30 s default lets load balancers notice).
+    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
+    start_ray(num_cpus=2, direct_ingress=True)
     serve_file = ServeFile.load(DEFAULT_CONFIG)
     serve_file.deployments = options()
     port = free_port()
@@ -130,10 +133,39 @@ def test_reconfigure_changes_batching_at_run_time(service):
     assert summary["batch_config"] == {"max_batch_size": 3, "batch_wait_timeout_s": 0.01}
 
 
+def direct_target() -> str:
+    from attnrec.serving.server import direct_ingress_targets
+
+    targets = direct_ingress_targets()
+    assert targets, "direct ingress is on, yet no replica reported a gRPC port"
+    return targets[0]
+
+
+def test_direct_ingress_answers_like_the_proxy(client, service):
+    import psutil
+
+    target = direct_target()
+    with RecommenderClient(target, timeout=30) as direct:
+        for hist in (["i1", "i5", "i9"], ["i40", "i41"]):
+            a, b = client.recommend(hist, k=10), direct.recommend(hist, k=10)
+            assert [i.item_id for i in a.items] == [i.item_id for i in b.items]
+            np.testing.assert_allclose([i.score for i in a.items], [i.score for i in b.items], rtol=1e-5)
+        with pytest.raises(grpc.RpcError) as e:
+            direct.recommend(["i1"], k=0)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and e.value.details().startswith("k")
+        assert direct.explain(history=["i20", "i21"], n_steps=16).contributions
+    port = int(target.rsplit(":", 1)[1])
+    listening = {c.laddr.ip for c in psutil.net_connections(kind="tcp")
+                 if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+    assert listening and all(ip in ("127.0.0.1", "::ffff:127.0.0.1") for ip in listening), listening
+
+
 @pytest.mark.skipif(not SHARED.exists(), reason="shared/contract_check.py sits beside the repository in CI only")
-def test_contract_through_reflection_alone(service):
+@pytest.mark.parametrize("ingress", ["proxy", "direct"])
+def test_contract_through_reflection_alone(service, ingress):
+    port = service["port"] if ingress == "proxy" else int(direct_target().rsplit(":", 1)[1])
     items = ",".join(f"i{i}" for i in range(20, 30))
-    out = subprocess.run([sys.executable, str(SHARED), "--port", str(service["port"]), "--items", items],
+    out = subprocess.run([sys.executable, str(SHARED), "--port", str(port), "--items", items],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
 
