@@ -174,10 +174,11 @@ def plain_grpc(config: BenchConfig, items: str, bar) -> dict:
             sweep.append(_load(target, items, "recommend", config, c))
             bar.update()
         saturated = max(r["calls_per_s"] for r in sweep)
-        bar.set_postfix_str("plain gRPC, open loop")
+        bar.set_postfix_str("plain gRPC, open loop and RecommendBatch")
         open_loop = _load(target, items, "recommend", config, mode="open", rate=config.open_loop_fraction * saturated)
+        recommend_batch = _load(target, items, "batch", config, 2)
         bar.update()
-        return {"recommend": sweep, "open_loop": open_loop}
+        return {"recommend": sweep, "open_loop": open_loop, "recommend_batch": recommend_batch}
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -360,6 +361,9 @@ def table(report: dict) -> str:
     o = r["plain_grpc"]["open_loop"]
     lines.append(f"plain grpc.aio open loop at {o['rate']:.0f}/s: {o['calls_per_s']:.1f} calls/s, p50 {o['p50_ms']} ms, "
                  f"p99 {o['p99_ms']} ms, errors {o['errors'] or 0}")
+    if b := r["plain_grpc"].get("recommend_batch"):
+        lines.append(f"plain grpc.aio RecommendBatch ({report['config']['batch_users']} users/call, 2 in flight): "
+                     f"{b['recs_per_s']:,.0f} recs/s, p50 {b['p50_ms']} ms")
     for ingress, name in INGRESSES.items():
         if ray := _ray(r, ingress):
             b, e = ray["recommend_batch"], ray.get("explain") or r["ray_serve"]["explain"]
@@ -378,7 +382,8 @@ def compare(a: dict, b: dict) -> str:
         r = rep["results"]
         threads = rep["config"].get("threads", 1)
         out = {f"model alone recs/s ({threads} thread(s))": _model_limit(r, threads),
-               "plain gRPC calls/s": max(s["calls_per_s"] for s in r["plain_grpc"]["recommend"])}
+               "plain gRPC calls/s": max(s["calls_per_s"] for s in r["plain_grpc"]["recommend"]),
+               "plain gRPC RecommendBatch recs/s": (r["plain_grpc"].get("recommend_batch") or {}).get("recs_per_s")}
         for ingress in INGRESSES:
             if ray := _ray(r, ingress):
                 out[f"{ingress}: Recommend calls/s"] = max(s["calls_per_s"] for s in ray["batching_on"])

@@ -23,6 +23,7 @@ def test_quick_bench_writes_results(checkpoint, tmp_path):
         assert [s["concurrency"] for s in sweep] == [1, 2]
         assert all(s["calls"] > 0 and not s["errors"] for s in sweep)
     assert all(x["explain"]["calls"] > 0 and x["recommend_batch"]["calls"] > 0 for x in ray)
+    assert r["plain_grpc"]["recommend_batch"]["calls"] > 0
     assert (tmp_path / "bench.png").stat().st_size > 0
     assert set(saved["ratios"]) >= {f"{i}: {k}" for i in ("proxy", "direct_ingress")
                                     for k in ("ray_vs_plain_saturated", "recommend_batch_vs_model_alone")}
