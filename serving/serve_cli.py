@@ -81,7 +81,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        print("stopping ...", flush=True)
+        drain = " (direct-ingress replicas first drain for load balancers, 30 s by default)" \
+            if args.direct_ingress or args.throughput_optimized else ""
+        print(f"stopping{drain} ...", flush=True)
         serve.shutdown()
         import ray
 
