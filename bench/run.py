@@ -184,7 +184,7 @@ def plain_grpc(config: BenchConfig, items: str, bar) -> dict:
         server.wait(timeout=30)
 
 
-INGRESSES = {"proxy": "Serve's gRPC proxy", "direct_ingress": "direct ingress (replica port)"}
+INGRESSES = {"proxy": "gRPC proxy", "direct_ingress": "direct ingress (replica port)"}
 
 
 def ray_serve(config: BenchConfig, items: str, bar) -> dict:
