@@ -1,13 +1,16 @@
 """The comparison a user would pick instead of Ray: one `grpc.aio` process with an asyncio
 micro-batcher, serving the same model through the same codec and ranking code.
 
-`python -m attnrec.bench.plain_server --checkpoint DIR --port P` (prints "ready" when serving).
+`python -m attnrec.bench.plain_server --checkpoint DIR --port P` (prints "ready" when serving,
+then a JSON line of the batch sizes formed so far on each SIGUSR1).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import signal
 import sys
 
 import grpc
@@ -77,6 +80,10 @@ async def serve(checkpoint: str, port: int, batch: BatchConfig) -> None:
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     task = asyncio.create_task(servicer.batcher.loop())
+    # SIGUSR1: print the batch sizes formed so far, one JSON line (the benchmark reads them
+    # before and after each load point, as it asks the Ray replica through a handle).
+    asyncio.get_running_loop().add_signal_handler(
+        signal.SIGUSR1, lambda: print(json.dumps({"histogram": servicer.batcher.sizes}), flush=True))
     print("ready", flush=True)
     try:
         await server.wait_for_termination()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -155,6 +156,13 @@ def _load(target: str, items: str, kind: str, config: BenchConfig, concurrency: 
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _mean_batch_size(before: dict, after: dict) -> float | None:
+    """Mean size of the batches formed between two cumulative histograms {size: count}."""
+    formed = {int(size): n - before.get(size, 0) for size, n in after.items() if n > before.get(size, 0)}
+    batches = sum(formed.values())
+    return round(sum(size * n for size, n in formed.items()) / batches, 2) if batches else None
+
+
 def plain_grpc(config: BenchConfig, items: str, bar) -> dict:
     from attnrec.serving.server import free_port
 
@@ -168,10 +176,18 @@ def plain_grpc(config: BenchConfig, items: str, bar) -> dict:
         if server.stdout.readline().strip() != "ready":
             raise RuntimeError("plain gRPC server did not start")
         target = f"127.0.0.1:{port}"
+
+        def histogram() -> dict:
+            server.send_signal(signal.SIGUSR1)
+            return json.loads(server.stdout.readline())["histogram"]
+
         sweep = []
         for c in config.concurrency:
             bar.set_postfix_str(f"plain gRPC, {c} in flight")
-            sweep.append(_load(target, items, "recommend", config, c))
+            before = histogram()
+            row = _load(target, items, "recommend", config, c)
+            row["mean_batch_size"] = _mean_batch_size(before, histogram())
+            sweep.append(row)
             bar.update()
         saturated = max(r["calls_per_s"] for r in sweep)
         bar.set_postfix_str("plain gRPC, open loop and RecommendBatch")
@@ -226,10 +242,7 @@ def ray_serve(config: BenchConfig, items: str, bar) -> dict:
                     bar.set_postfix_str(f"Ray Serve {ingress}, {label}, {c} in flight")
                     before = handle.stats_summary.remote().result()["histogram"]
                     row = _load(target, items, "recommend", config, c)
-                    after = handle.stats_summary.remote().result()["histogram"]
-                    formed = {int(s): after.get(s, 0) - before.get(s, 0) for s in after if after.get(s, 0) > before.get(s, 0)}
-                    n = sum(formed.values())
-                    row["mean_batch_size"] = round(sum(s * v for s, v in formed.items()) / n, 2) if n else None
+                    row["mean_batch_size"] = _mean_batch_size(before, handle.stats_summary.remote().result()["histogram"])
                     sweep.append(row)
                     bar.update()
                 result[ingress][label] = sweep

@@ -24,6 +24,8 @@ def test_quick_bench_writes_results(checkpoint, tmp_path):
         assert all(s["calls"] > 0 and not s["errors"] for s in sweep)
     assert all(x["explain"]["calls"] > 0 and x["recommend_batch"]["calls"] > 0 for x in ray)
     assert r["plain_grpc"]["recommend_batch"]["calls"] > 0
+    assert all(s["mean_batch_size"] >= 1 for x in ray for s in x["batching_on"])
+    assert all(s["mean_batch_size"] >= 1 for s in r["plain_grpc"]["recommend"])
     assert (tmp_path / "bench.png").stat().st_size > 0
     assert set(saved["ratios"]) >= {f"{i}: {k}" for i in ("proxy", "direct_ingress")
                                     for k in ("ray_vs_plain_saturated", "recommend_batch_vs_model_alone")}
