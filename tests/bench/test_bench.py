@@ -5,22 +5,23 @@ import json
 
 import pytest
 
-from attnrec.bench.run import BenchConfig, compare, run, table
+from attnrec.bench.run import compare
 
 pytestmark = pytest.mark.integration
 
 
-def test_quick_bench_writes_results(checkpoint, tmp_path):
-    config = BenchConfig(str(checkpoint), concurrency=(1, 2), duration_s=0.5, history=10, model_batch_sizes=(1, 4),
-                         explain_steps=(8,), explain_repeats=1)
-    report = run(config, tmp_path, progress=False)
+def test_quick_bench_writes_results(checkpoint, tmp_path, capsys):
+    """`attnrec bench --quick`, exactly as a user (and CI) runs it."""
+    from attnrec.serving.cli import main
+
+    assert main(["bench", "--quick", "--checkpoint", str(checkpoint), "--out", str(tmp_path)]) == 0
     saved = json.loads((tmp_path / "bench.json").read_text())
-    assert saved["versions"]["torch"] and saved["config"]["concurrency"] == [1, 2]
+    assert saved["versions"]["torch"] and saved["config"]["concurrency"] == [1, 8]
     r = saved["results"]
-    assert {m["batch_size"] for m in r["model_alone"]} == {1, 4} and {m["threads"] for m in r["model_alone"]} >= {1}
+    assert {m["batch_size"] for m in r["model_alone"]} == {1, 32} and {m["threads"] for m in r["model_alone"]} >= {1}
     ray = [r["ray_serve"]["proxy"], r["ray_serve"]["direct_ingress"]]
     for sweep in [r["plain_grpc"]["recommend"]] + [x[label] for x in ray for label in ("batching_on", "batching_off")]:
-        assert [s["concurrency"] for s in sweep] == [1, 2]
+        assert [s["concurrency"] for s in sweep] == [1, 8]
         assert all(s["calls"] > 0 and not s["errors"] for s in sweep)
     assert all(x["explain"]["calls"] > 0 and x["recommend_batch"]["calls"] > 0 for x in ray)
     assert r["plain_grpc"]["recommend_batch"]["calls"] > 0
@@ -29,4 +30,4 @@ def test_quick_bench_writes_results(checkpoint, tmp_path):
     assert (tmp_path / "bench.png").stat().st_size > 0
     assert set(saved["ratios"]) >= {f"{i}: {k}" for i in ("proxy", "direct_ingress")
                                     for k in ("ray_vs_plain_saturated", "recommend_batch_vs_model_alone")}
-    assert "Ray Serve" in table(report) and "B/A" in compare(saved, saved)
+    assert "Ray direct, batching on" in capsys.readouterr().out and "B/A" in compare(saved, saved)
