@@ -40,6 +40,10 @@ def start_ray(num_cpus: int | None = None, host: str = "127.0.0.1", dashboard: b
     # Without this, two Ray clusters on one host silently share Serve's ports and calls
     # land on the wrong one. It must be set before Ray starts its processes.
     os.environ["SERVE_SOCKET_REUSE_PORT_ENABLED"] = "0"
+    # Replicas run our methods on their own event loop rather than on a second thread, as Ray's
+    # throughput-optimized mode does: +15-25% Recommend throughput here (direct ingress, 32 in
+    # flight: 794-873 -> 1,005-1,059 calls/s; batching off 356 -> 447). A caller's own setting wins.
+    os.environ.setdefault("RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD", "0")
     if direct_ingress:
         os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "1"
     if throughput_optimized:
