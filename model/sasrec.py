@@ -228,23 +228,33 @@ class SASRec(nn.Module):
         """Transformer input (B, T', D) from `embed_parts` output; T' = T + 1 with a user token first.
         Padding and pooling masks come from `seq` / codes, never from the parts. `positions`
         ((B, T, D) or (T, D)) replaces the recency embeddings (explanations attribute to them)."""
+        n_item = 1 + len(self.config.item_features)
+        item_vectors = parts[0] + self.item_features.pool(parts[1:n_item], self.item_codes(seq))  # (B, T, D)
+        return self._input(item_vectors, parts[n_item:], seq, user, positions)
+
+    def _input(self, item_vectors: Tensor, user_parts: list[Tensor], seq: Tensor, user: list[Tensor] | None,
+               positions: Tensor | None = None) -> Tensor:
+        """Scale item vectors (B, T, D), add positions, put the pooled user token first."""
         B, T = seq.shape
         if T > self.config.max_len:
             raise ValueError(f"history of {T} items exceeds max_len={self.config.max_len}; keep the most recent")
-        n_item = 1 + len(self.config.item_features)
-        item_vectors = parts[0] + self.item_features.pool(parts[1:n_item], self.item_codes(seq))  # (B, T, D)
         positions = self.positions(T, seq.device) if positions is None else positions
         x = item_vectors * math.sqrt(self.config.d_model) + positions  # (B, T, D)
         if self.user_type is not None:
-            u = self.user_type + self.user_features.pool(parts[n_item:], self._user_codes(seq, user))  # (B, D)
+            u = self.user_type + self.user_features.pool(user_parts, self._user_codes(seq, user))  # (B, D)
             x = torch.cat([u.unsqueeze(1), x], dim=1)  # (B, T+1, D)
         return x
 
     def embed(self, seq: Tensor, user: list[Tensor] | None = None) -> Tensor:
         """Transformer input (B, T', D): T' = T + 1 with a user token first.
 
-        `user` holds one code tensor per user feature, (B,) or (B, L); None = all missing."""
-        return self.assemble(self.embed_parts(seq, user), seq, user)
+        `user` holds one code tensor per user feature, (B,) or (B, L); None = all missing.
+        In inference (eval mode, no grad) the item side is a gather from the cached item
+        table, which holds the same item vectors: no per-position feature pooling."""
+        if self.training or torch.is_grad_enabled():
+            return self.assemble(self.embed_parts(seq, user), seq, user)
+        user_parts = self.user_features.parts(self._user_codes(seq, user))
+        return self._input(self.all_item_vectors()[seq], user_parts, seq, user)
 
     def attention_mask(self, seq: Tensor) -> Tensor:
         """(B, 1, T', T') bool: causal, padding never attended; a padding query attends to itself only."""

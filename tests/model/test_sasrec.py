@@ -71,6 +71,17 @@ def test_attention_is_exposed_causal_and_from_the_scoring_pass(model):
     torch.testing.assert_close(h, model(seq, user(1)))
 
 
+def test_inference_gathers_the_item_vectors_training_pools(model):
+    seq = torch.tensor([[0, 3, 4, 5], [6, 7, 8, 30]])
+    pooled = model.embed(seq, user(2)).detach()  # grad on: item features pooled per position
+    with torch.no_grad():  # inference: a gather from the cached item table
+        torch.testing.assert_close(model.embed(seq, user(2)), pooled)
+        model.set_item_codes([torch.zeros(31, dtype=torch.long), torch.zeros(31, 3, dtype=torch.long)])
+        gathered = model.embed(seq, user(2))
+    torch.testing.assert_close(gathered, model.embed(seq, user(2)).detach())  # the table follows new codes
+    assert not torch.allclose(gathered, pooled)
+
+
 def test_history_longer_than_the_window_is_refused(model):
     with pytest.raises(ValueError, match="max_len"):
         model(torch.ones(1, CONFIG.max_len + 1, dtype=torch.long))
