@@ -73,9 +73,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
               f"127.0.0.1:{grpc_port} attnrec.v1.Recommender/Recommend\n"
               f"Ctrl-C stops.", flush=True)
         if args.direct_ingress or args.throughput_optimized:
+            try:
+                targets = ", ".join(direct_ingress_targets(args.host)) or "none reported yet"
+            except RuntimeError as e:
+                targets = str(e)
             print(f"Direct ingress, one address per Recommender replica (skips the proxy; a load balancer in front "
-                  f"spreads calls; autoscaled replicas add addresses): {', '.join(direct_ingress_targets(args.host))}",
-                  flush=True)
+                  f"spreads calls; autoscaled replicas add addresses): {targets}", flush=True)
         while not stop["now"]:
             time.sleep(0.5)
     except KeyboardInterrupt:

@@ -90,9 +90,15 @@ def direct_ingress_targets(host: str = "127.0.0.1", wait_s: float = 30) -> list[
     (40000). A replica binds `host`, so a loopback service is reached on 127.0.0.1. Waits up to
     `wait_s` for a running replica to report its port."""
     import ray
-    from ray.serve.context import _get_global_client
 
-    controller = _get_global_client()._controller
+    try:  # the data is public (the target_groups of Serve's REST details); the way to it is not
+        from ray.serve.context import _get_global_client
+
+        controller = _get_global_client()._controller
+        controller.get_target_groups  # noqa: B018 (fail here, with the message below)
+    except (ImportError, AttributeError) as e:
+        raise RuntimeError("cannot list direct-ingress ports with this Ray version; each replica logs "
+                           "'Started ... gRPC server on port N' in Serve's replica logs") from e
     local = host not in ("0.0.0.0", "::", "[::]")
     deadline = time.monotonic() + wait_s
     while True:
