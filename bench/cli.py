@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -17,6 +18,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--throughput-optimized", action="store_true",
                    help="start Ray Serve with RAY_SERVE_THROUGHPUT_OPTIMIZED=1")
     p.add_argument("--threads", type=int, help="torch threads of both servers (default 1, a num_cpus: 1 replica's)")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="where the model runs in every layer (default cpu)")
     p.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"), help="compare two result files")
     p.set_defaults(run=cmd_bench)
 
@@ -31,6 +33,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         a, b = (json.loads(p.read_text()) for p in args.compare)
         print(compare(a, b))
         return 0
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print("attnrec bench: error: --device cuda asked for, but torch sees no CUDA device", file=sys.stderr)
+            return 2
     checkpoint = resolve_checkpoint(args.checkpoint)
     config = BenchConfig.quick(checkpoint) if args.quick else BenchConfig(checkpoint)
     if args.duration:
@@ -41,6 +49,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         config = replace(config, throughput_optimized=True)
     if args.threads:
         config = replace(config, threads=args.threads)
+    if args.device:
+        config = replace(config, device=args.device)
     try:
         report = run(config, args.out)
     finally:

@@ -17,6 +17,7 @@ import grpc
 import torch
 
 from attnrec.model.checkpoint import load_checkpoint
+from attnrec.model.train import resolve_device
 from attnrec.serving.codec import Catalog, InvalidArgument, Query, Ranked, decode_recommend, encode_recommend
 from attnrec.serving.config import BatchConfig, ServingConfig
 from attnrec.serving.ranking import answer_batch, rank
@@ -52,8 +53,8 @@ class MicroBatcher:
 
 
 class PlainRecommender(pb_grpc.RecommenderServicer):
-    def __init__(self, checkpoint: str, batch: BatchConfig):
-        ckpt = load_checkpoint(checkpoint)
+    def __init__(self, checkpoint: str, batch: BatchConfig, device: str = "cpu"):
+        ckpt = load_checkpoint(checkpoint, resolve_device(device))
         self.config = ServingConfig(checkpoint=checkpoint)
         self.model, self.catalog = ckpt.model, Catalog(ckpt)
         self.batcher = MicroBatcher(self.model, batch)
@@ -73,8 +74,8 @@ class PlainRecommender(pb_grpc.RecommenderServicer):
         return answer_batch(request, self.model, self.catalog, self.config, self.batcher.batch.max_batch_size)[0]
 
 
-async def serve(checkpoint: str, port: int, batch: BatchConfig) -> None:
-    servicer = PlainRecommender(checkpoint, batch)
+async def serve(checkpoint: str, port: int, batch: BatchConfig, device: str = "cpu") -> None:
+    servicer = PlainRecommender(checkpoint, batch, device)
     server = grpc.aio.server()
     pb_grpc.add_RecommenderServicer_to_server(servicer, server)
     server.add_insecure_port(f"127.0.0.1:{port}")
@@ -98,10 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-batch-size", type=int, default=BatchConfig.max_batch_size)
     p.add_argument("--batch-wait-timeout-s", type=float, default=BatchConfig.batch_wait_timeout_s)
     p.add_argument("--threads", type=int, help="torch threads (default: torch's, every core)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    asyncio.run(serve(a.checkpoint, a.port, BatchConfig(a.max_batch_size, a.batch_wait_timeout_s)))
+    asyncio.run(serve(a.checkpoint, a.port, BatchConfig(a.max_batch_size, a.batch_wait_timeout_s), a.device))
     return 0
 
 

@@ -45,6 +45,9 @@ class BenchConfig:
     # torch threads of the plain server and of the Ray replica alike; the model-alone limit is
     # read at this count. 1 = what Ray gives a replica with num_cpus: 1 (serve.yaml's default).
     threads: int = 1
+    # "cuda": the model alone, the plain server and both Ray deployments run on the GPU
+    # (the two Ray replicas take half a GPU each). Torch threads then matter little.
+    device: str = "cpu"
 
     @staticmethod
     def quick(checkpoint: str) -> "BenchConfig":
@@ -117,8 +120,9 @@ def explain_methods(ckpt, config: BenchConfig) -> list[dict]:
 
     q = _queries(ckpt, 1, config.history, 1)[0]
     model = ckpt.model
-    seq = torch.as_tensor(q.history[None])
-    user = None if q.user is None else [torch.as_tensor(np.asarray(c)[None]) for c in q.user]
+    device = model.item_emb.weight.device
+    seq = torch.as_tensor(q.history[None], device=device)
+    user = None if q.user is None else [torch.as_tensor(np.asarray(c)[None], device=device) for c in q.user]
     with torch.no_grad():
         target = int(model.score_all(seq, user).argmax())  # the top-1 item, as Explain does by default
 
@@ -170,7 +174,7 @@ def plain_grpc(config: BenchConfig, items: str, bar) -> dict:
     server = subprocess.Popen([sys.executable, "-m", "attnrec.bench.plain_server", "--checkpoint", config.checkpoint,
                                "--port", str(port), "--max-batch-size", str(config.max_batch_size),
                                "--batch-wait-timeout-s", str(config.batch_wait_timeout_s),
-                               "--threads", str(config.threads)],
+                               "--threads", str(config.threads), "--device", config.device],
                               stdout=subprocess.PIPE, text=True)
     try:
         if server.stdout.readline().strip() != "ready":
@@ -213,13 +217,15 @@ def ray_serve(config: BenchConfig, items: str, bar) -> dict:
     from attnrec.serving.config import ServingConfig
     from attnrec.serving.server import direct_ingress_targets, free_port, start_ray, start_service
 
+    gpus = 0.5 if config.device == "cuda" else 0
+
     def options(batch_size: int) -> dict:
-        actor = {"num_cpus": 0, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(config.threads)}}}
+        actor = {"num_cpus": 0, "num_gpus": gpus, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(config.threads)}}}
         return {"Recommender": {"num_replicas": 1, "max_ongoing_requests": 512, "ray_actor_options": actor,
                                 "logging_config": {"enable_access_log": False},  # as serve.yaml
                                 "user_config": {"max_batch_size": batch_size,
                                                 "batch_wait_timeout_s": config.batch_wait_timeout_s}},
-                "Explainer": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0}}}
+                "Explainer": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0, "num_gpus": gpus}}}
 
     # The bench redeploys; Ray's 30 s draining period for direct-ingress replicas is for load balancers.
     os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
@@ -227,7 +233,7 @@ def ray_serve(config: BenchConfig, items: str, bar) -> dict:
     serve_file = ServeFile.load(DEFAULT_CONFIG)
     serve_file.deployments = options(config.max_batch_size)
     port = free_port()
-    serving = ServingConfig(checkpoint=config.checkpoint, device="cpu")
+    serving = ServingConfig(checkpoint=config.checkpoint, device=config.device)
     start_service(serving, serve_file, port, free_port())
     handle = serve.get_deployment_handle("Recommender", app_name=APP_NAME)
     result: dict = {ingress: {} for ingress in INGRESSES}
@@ -259,9 +265,10 @@ def ray_serve(config: BenchConfig, items: str, bar) -> dict:
 
 def run(config: BenchConfig, out: Path, progress: bool = True) -> dict:
     from attnrec.model.checkpoint import load_checkpoint
+    from attnrec.model.train import resolve_device
 
     out.mkdir(parents=True, exist_ok=True)
-    ckpt = load_checkpoint(config.checkpoint)
+    ckpt = load_checkpoint(config.checkpoint, resolve_device(config.device))
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(list(ckpt.items.ids), f)
         items = f.name
