@@ -26,7 +26,11 @@ def png(e: Explanation, labels: Sequence[str], title: str) -> bytes:
     fig, axes = plt.subplots(3, 1, figsize=(max(6.0, 0.35 * T + 2), 2.2 + 0.3 * len(rows) + 4.0),
                              gridspec_kw={"height_ratios": [max(1.0, 0.3 * len(rows)), 1.2, 1.2]})
     heat = np.stack([r for _, r in rows])
-    axes[0].imshow(heat, aspect="auto", cmap="viridis")
+    image = axes[0].imshow(heat, aspect="auto", cmap="viridis", vmin=0.0)  # attention weights: 0 = ignored
+    # beside the heatmap, not inside its width, so its columns stay above the bars' columns
+    bar = fig.colorbar(image, cax=axes[0].inset_axes([1.01, 0.0, 0.015, 1.0]))
+    bar.set_label("attention weight", fontsize=7)
+    bar.ax.tick_params(labelsize=6)
     axes[0].set_yticks(range(len(rows)), [name for name, _ in rows], fontsize=7)
     axes[0].set_xticks([])
     axes[0].set_title(title, fontsize=9)
@@ -39,7 +43,7 @@ def png(e: Explanation, labels: Sequence[str], title: str) -> bytes:
     axes[2].set_xticks(range(T), labels, rotation=75, fontsize=6)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")  # keeps the colour bar
     plt.close(fig)
     return buf.getvalue()
 
