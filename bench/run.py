@@ -5,7 +5,9 @@
 3. Ray Serve gRPC: Recommend with batching on and off, RecommendBatch, Explain
 4. Explain per method (attention only, IG, deletion, combined) per n_steps, in-process
 Load comes from bench/loadgen.py in its own process (closed-loop concurrency sweep and an
-open-loop fixed-rate run). Results: JSON (config, versions, machine, git commit, every
+open-loop fixed-rate run). The plain server and Ray Serve run side by side, and each load
+point measures them back to back, so that the ratios between them are taken minutes apart
+at most, never across the machine's drift between runs. Results: JSON (config, versions, machine, git commit, every
 figure), PNG plots, and a table. Nothing here asserts a timing.
 """
 
@@ -19,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -167,7 +170,9 @@ def _mean_batch_size(before: dict, after: dict) -> float | None:
     return round(sum(size * n for size, n in formed.items()) / batches, 2) if batches else None
 
 
-def plain_grpc(config: BenchConfig, items: str, bar) -> dict:
+@contextmanager
+def _plain_server(config: BenchConfig):
+    """The plain grpc.aio server in its own process: yields (target, batch-size histogram getter)."""
     from attnrec.serving.server import free_port
 
     port = free_port()
@@ -179,26 +184,12 @@ def plain_grpc(config: BenchConfig, items: str, bar) -> dict:
     try:
         if server.stdout.readline().strip() != "ready":
             raise RuntimeError("plain gRPC server did not start")
-        target = f"127.0.0.1:{port}"
 
         def histogram() -> dict:
             server.send_signal(signal.SIGUSR1)
             return json.loads(server.stdout.readline())["histogram"]
 
-        sweep = []
-        for c in config.concurrency:
-            bar.set_postfix_str(f"plain gRPC, {c} in flight")
-            before = histogram()
-            row = _load(target, items, "recommend", config, c)
-            row["mean_batch_size"] = _mean_batch_size(before, histogram())
-            sweep.append(row)
-            bar.update()
-        saturated = max(r["calls_per_s"] for r in sweep)
-        bar.set_postfix_str("plain gRPC, open loop and RecommendBatch")
-        open_loop = _load(target, items, "recommend", config, mode="open", rate=config.open_loop_fraction * saturated)
-        recommend_batch = _load(target, items, "batch", config, 2)
-        bar.update()
-        return {"recommend": sweep, "open_loop": open_loop, "recommend_batch": recommend_batch}
+        yield f"127.0.0.1:{port}", histogram
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -207,60 +198,104 @@ def plain_grpc(config: BenchConfig, items: str, bar) -> dict:
 INGRESSES = {"proxy": "gRPC proxy", "direct_ingress": "direct ingress (replica port)"}
 
 
-def ray_serve(config: BenchConfig, items: str, bar) -> dict:
+class _RayService:
     """One Ray, one app, reached two ways: through Serve's gRPC proxy and straight at the
     Recommender replica's own gRPC port (Serve's direct ingress). Both go through the same
     replica, the same @serve.batch and the same code."""
-    from ray import serve
 
-    from attnrec.serving.app import APP_NAME, DEFAULT_CONFIG, ServeFile, build_app
-    from attnrec.serving.config import ServingConfig
-    from attnrec.serving.server import direct_ingress_targets, free_port, start_ray, start_service
+    def __init__(self, config: BenchConfig):
+        from ray import serve
 
-    gpus = 0.5 if config.device == "cuda" else 0
+        from attnrec.serving.app import APP_NAME, DEFAULT_CONFIG, ServeFile
+        from attnrec.serving.config import ServingConfig
+        from attnrec.serving.server import free_port, start_ray, start_service
 
-    def options(batch_size: int) -> dict:
-        actor = {"num_cpus": 0, "num_gpus": gpus, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(config.threads)}}}
+        self.config = config
+        # The bench redeploys; Ray's 30 s draining period for direct-ingress replicas is for load balancers.
+        os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
+        start_ray(direct_ingress=True, throughput_optimized=config.throughput_optimized)
+        self.serve_file = ServeFile.load(DEFAULT_CONFIG)
+        self.serve_file.deployments = self._options(config.max_batch_size)
+        self.port = free_port()
+        self.serving = ServingConfig(checkpoint=config.checkpoint, device=config.device)
+        start_service(self.serving, self.serve_file, self.port, free_port())
+        self.handle = serve.get_deployment_handle("Recommender", app_name=APP_NAME)
+        self.targets = self._targets()
+
+    def _options(self, batch_size: int) -> dict:
+        gpus = 0.5 if self.config.device == "cuda" else 0
+        actor = {"num_cpus": 0, "num_gpus": gpus, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(self.config.threads)}}}
         return {"Recommender": {"num_replicas": 1, "max_ongoing_requests": 512, "ray_actor_options": actor,
                                 "logging_config": {"enable_access_log": False},  # as serve.yaml
                                 "user_config": {"max_batch_size": batch_size,
-                                                "batch_wait_timeout_s": config.batch_wait_timeout_s}},
+                                                "batch_wait_timeout_s": self.config.batch_wait_timeout_s}},
                 "Explainer": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0, "num_gpus": gpus}}}
 
-    # The bench redeploys; Ray's 30 s draining period for direct-ingress replicas is for load balancers.
-    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
-    start_ray(direct_ingress=True, throughput_optimized=config.throughput_optimized)
-    serve_file = ServeFile.load(DEFAULT_CONFIG)
-    serve_file.deployments = options(config.max_batch_size)
-    port = free_port()
-    serving = ServingConfig(checkpoint=config.checkpoint, device=config.device)
-    start_service(serving, serve_file, port, free_port())
-    handle = serve.get_deployment_handle("Recommender", app_name=APP_NAME)
-    result: dict = {ingress: {} for ingress in INGRESSES}
-    try:
-        for label, batch_size in (("batching_on", config.max_batch_size), ("batching_off", 1)):
-            serve.run(build_app(serving, options(batch_size)), name=APP_NAME, route_prefix=serve_file.route_prefix)
-            # serve.run starts new replicas; each takes a fresh direct-ingress port
-            targets = {"proxy": f"127.0.0.1:{port}", "direct_ingress": direct_ingress_targets()[0]}
-            for ingress, target in targets.items():
-                sweep = []
-                for c in config.concurrency:
-                    bar.set_postfix_str(f"Ray Serve {ingress}, {label}, {c} in flight")
-                    before = handle.stats_summary.remote().result()["histogram"]
-                    row = _load(target, items, "recommend", config, c)
-                    row["mean_batch_size"] = _mean_batch_size(before, handle.stats_summary.remote().result()["histogram"])
-                    sweep.append(row)
-                    bar.update()
-                result[ingress][label] = sweep
-            if label == "batching_on":  # RecommendBatch and Explain at the served configuration
-                for ingress, target in targets.items():
-                    bar.set_postfix_str(f"Ray Serve {ingress}, RecommendBatch and Explain")
-                    result[ingress]["recommend_batch"] = _load(target, items, "batch", config, 2)
-                    result[ingress]["explain"] = _load(target, items, "explain", config, 1)
-                    bar.update()
-    finally:
+    def _targets(self) -> dict[str, str]:
+        from attnrec.serving.server import direct_ingress_targets
+
+        return {"proxy": f"127.0.0.1:{self.port}", "direct_ingress": direct_ingress_targets()[0]}
+
+    def redeploy(self, batch_size: int) -> None:
+        """serve.run starts new replicas; each takes a fresh direct-ingress port."""
+        from ray import serve
+
+        from attnrec.serving.app import APP_NAME, build_app
+
+        serve.run(build_app(self.serving, self._options(batch_size)), name=APP_NAME,
+                  route_prefix=self.serve_file.route_prefix)
+        self.targets = self._targets()
+
+    def histogram(self) -> dict:
+        return self.handle.stats_summary.remote().result()["histogram"]
+
+    def close(self) -> None:
+        from ray import serve
+
         serve.shutdown()
-    return result
+
+
+def _point(target: str, histogram, items: str, config: BenchConfig, c: int) -> dict:
+    """One closed-loop Recommend load point, with the mean size of the batches the server formed."""
+    before = histogram()
+    row = _load(target, items, "recommend", config, c)
+    row["mean_batch_size"] = _mean_batch_size(before, histogram())
+    return row
+
+
+def servers(config: BenchConfig, items: str, bar) -> tuple[dict, dict]:
+    """The plain server and Ray Serve side by side: at each load point the plain server, the proxy
+    and direct ingress are measured back to back, so the machine's drift between runs hardly
+    enters their ratios. Returns (plain results, Ray results)."""
+    plain: dict = {"recommend": []}
+    ray_results: dict = {ingress: {"batching_on": [], "batching_off": []} for ingress in INGRESSES}
+    with _plain_server(config) as (plain_target, plain_histogram):
+        ray = _RayService(config)
+        try:
+            for c in config.concurrency:
+                bar.set_postfix_str(f"Recommend, {c} in flight: plain, proxy, direct")
+                plain["recommend"].append(_point(plain_target, plain_histogram, items, config, c))
+                for ingress, target in ray.targets.items():
+                    ray_results[ingress]["batching_on"].append(_point(target, ray.histogram, items, config, c))
+                bar.update()
+            bar.set_postfix_str("open loop, RecommendBatch, Explain")
+            saturated = max(r["calls_per_s"] for r in plain["recommend"])
+            plain["open_loop"] = _load(plain_target, items, "recommend", config, mode="open",
+                                       rate=config.open_loop_fraction * saturated)
+            plain["recommend_batch"] = _load(plain_target, items, "batch", config, 2)
+            for ingress, target in ray.targets.items():
+                ray_results[ingress]["recommend_batch"] = _load(target, items, "batch", config, 2)
+                ray_results[ingress]["explain"] = _load(target, items, "explain", config, 1)
+            bar.update()
+            ray.redeploy(batch_size=1)
+            for c in config.concurrency:
+                bar.set_postfix_str(f"Recommend, batching off, {c} in flight: proxy, direct")
+                for ingress, target in ray.targets.items():
+                    ray_results[ingress]["batching_off"].append(_point(target, ray.histogram, items, config, c))
+                bar.update()
+        finally:
+            ray.close()
+    return plain, ray_results
 
 
 def run(config: BenchConfig, out: Path, progress: bool = True) -> dict:
@@ -272,7 +307,7 @@ def run(config: BenchConfig, out: Path, progress: bool = True) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(list(ckpt.items.ids), f)
         items = f.name
-    steps = 2 + (len(config.concurrency) + 1) + 2 * len(INGRESSES) * len(config.concurrency) + len(INGRESSES)
+    steps = 2 + 2 * len(config.concurrency) + 1
     bar = tqdm(total=steps, desc="bench", unit="step", disable=not progress)
     bar.set_postfix_str("model alone")
     results = {"model_alone": model_alone(ckpt, config)}
@@ -280,8 +315,7 @@ def run(config: BenchConfig, out: Path, progress: bool = True) -> dict:
     bar.set_postfix_str("explain methods")
     results["explain_methods"] = explain_methods(ckpt, config)
     bar.update()
-    results["plain_grpc"] = plain_grpc(config, items, bar)
-    results["ray_serve"] = ray_serve(config, items, bar)
+    results["plain_grpc"], results["ray_serve"] = servers(config, items, bar)
     bar.close()
     os.unlink(items)
     report = {"config": asdict(config), "versions": _versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
