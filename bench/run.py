@@ -39,7 +39,7 @@ class BenchConfig:
     k: int = 10
     batch_users: int = 64  # users per RecommendBatch call
     model_batch_sizes: tuple[int, ...] = (1, 8, 32, 64, 128)
-    explain_steps: tuple[int, ...] = (16, 64)
+    explain_steps: tuple[int, ...] = (16, 32, 64)
     explain_repeats: int = 5
     open_loop_fraction: float = 0.5  # open-loop rate as a share of the plain server's saturated rate
     max_batch_size: int = 64

@@ -13,7 +13,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--history", default="", help="comma-separated item ids, oldest first")
     p.add_argument("--user", default="", help="user id (stored user features)")
     p.add_argument("--item", default="", help="item to explain (default: the top-1 recommendation)")
-    p.add_argument("--n-steps", type=int, default=0, help="integrated-gradients steps (default 64)")
+    p.add_argument("--n-steps", type=int, default=0, help="integrated-gradients steps (default 32)")
     p.add_argument("--out", type=Path, required=True, help="why.png or why.html")
     p.set_defaults(run=cmd_explain)
 
@@ -22,7 +22,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--interactions", type=Path, help="Parquet interactions (default: embedded MovieLens)")
     e.add_argument("--users", type=int, default=100, help="number of users to explain")
     e.add_argument("--history", type=int, default=50, help="most recent items kept per user")
-    e.add_argument("--n-steps", type=int, default=0, help="integrated-gradients steps (default 64)")
+    e.add_argument("--n-steps", type=int, default=0, help="integrated-gradients steps (default 32)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--out", type=Path, default=Path("runs/explain-eval"), help="directory for JSON and plot")
     e.set_defaults(run=cmd_explain_eval)

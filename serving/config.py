@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from attnrec.explain.config import ExplainConfig
+
 
 @dataclass(frozen=True)
 class ServingConfig:
@@ -14,7 +16,7 @@ class ServingConfig:
     max_history: int = 10_000  # longer histories are refused (the model uses its last max_len items)
     max_candidates: int = 10_000  # candidate_item_ids per request
     max_batch_requests: int = 1_024  # entries per RecommendBatch call
-    default_n_steps: int = 64  # Explain: integrated-gradients steps when the request says 0
+    default_n_steps: int = ExplainConfig.n_steps  # Explain: integrated-gradients steps when the request says 0
     max_n_steps: int = 512
     max_explain_top_k: int = 10  # Explain: recommendations explained per call
 
