@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from attnrec.explain.config import ExplainConfig
+
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="explain one recommendation and write a PNG or HTML picture")
@@ -13,7 +15,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--history", default="", help="comma-separated item ids, oldest first")
     p.add_argument("--user", default="", help="user id (stored user features)")
     p.add_argument("--item", default="", help="item to explain (default: the top-1 recommendation)")
-    p.add_argument("--n-steps", type=int, default=0, help="integrated-gradients steps (default 32)")
+    p.add_argument("--n-steps", type=int, default=0, help=f"integrated-gradients steps (default {ExplainConfig.n_steps})")
     p.add_argument("--out", type=Path, required=True, help="why.png or why.html")
     p.set_defaults(run=cmd_explain)
 
@@ -22,7 +24,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--interactions", type=Path, help="Parquet interactions (default: embedded MovieLens)")
     e.add_argument("--users", type=int, default=100, help="number of users to explain")
     e.add_argument("--history", type=int, default=50, help="most recent items kept per user")
-    e.add_argument("--n-steps", type=int, default=0, help="integrated-gradients steps (default 32)")
+    e.add_argument("--n-steps", type=int, default=0, help=f"integrated-gradients steps (default {ExplainConfig.n_steps})")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--out", type=Path, default=Path("runs/explain-eval"), help="directory for JSON and plot")
     e.set_defaults(run=cmd_explain_eval)
@@ -70,7 +72,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_explain_eval(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from attnrec.explain.config import ExplainConfig
     from attnrec.explain.evaluate import METHODS, explain_eval
     from attnrec.model.checkpoint import load_checkpoint
     from attnrec.model.cli import embedded_movielens
