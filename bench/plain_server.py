@@ -20,7 +20,7 @@ from attnrec.model.checkpoint import load_checkpoint
 from attnrec.model.train import resolve_device
 from attnrec.serving.codec import Catalog, InvalidArgument, Query, Ranked, decode_recommend, encode_recommend
 from attnrec.serving.config import BatchConfig, ServingConfig
-from attnrec.serving.ranking import answer_batch, rank
+from attnrec.serving.ranking import BatchStats, answer_batch, rank
 from attnrec.v1 import recommender_pb2_grpc as pb_grpc
 
 
@@ -30,7 +30,7 @@ class MicroBatcher:
     def __init__(self, model, batch: BatchConfig):
         self.model, self.batch = model, batch
         self.queue: asyncio.Queue[tuple[Query, asyncio.Future]] = asyncio.Queue()
-        self.sizes: dict[int, int] = {}
+        self.stats = BatchStats()
 
     async def submit(self, query: Query) -> Ranked:
         future = asyncio.get_running_loop().create_future()
@@ -47,7 +47,7 @@ class MicroBatcher:
                     items.append(await asyncio.wait_for(self.queue.get(), max(timeout, 0)))
                 except asyncio.TimeoutError:
                     break
-            self.sizes[len(items)] = self.sizes.get(len(items), 0) + 1
+            self.stats.record(len(items))
             for (_, future), ranked in zip(items, rank(self.model, [q for q, _ in items])):
                 future.set_result(ranked)
 
@@ -84,7 +84,7 @@ async def serve(checkpoint: str, port: int, batch: BatchConfig, device: str = "c
     # SIGUSR1: print the batch sizes formed so far, one JSON line (the benchmark reads them
     # before and after each load point, as it asks the Ray replica through a handle).
     asyncio.get_running_loop().add_signal_handler(
-        signal.SIGUSR1, lambda: print(json.dumps({"histogram": servicer.batcher.sizes}), flush=True))
+        signal.SIGUSR1, lambda: print(json.dumps(servicer.batcher.stats.summary()), flush=True))
     print("ready", flush=True)
     try:
         await server.wait_for_termination()

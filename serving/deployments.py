@@ -9,8 +9,6 @@ explanations never hold up Recommend's replicas.
 from __future__ import annotations
 
 import logging
-import time
-from collections import Counter
 
 import grpc
 from ray import serve
@@ -21,7 +19,7 @@ from attnrec.model.train import resolve_device
 from attnrec.serving.codec import Catalog, InvalidArgument, Query, Ranked, decode_recommend, encode_recommend
 from attnrec.serving.config import BatchConfig, ServingConfig
 from attnrec.serving.explain_codec import answer_explains
-from attnrec.serving.ranking import answer_batch, rank
+from attnrec.serving.ranking import BatchStats, answer_batch, rank
 from attnrec.v1 import recommender_pb2 as pb
 
 log = logging.getLogger("ray.serve")
@@ -30,22 +28,6 @@ log = logging.getLogger("ray.serve")
 def _invalid(grpc_context, error: Exception) -> None:
     grpc_context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
     grpc_context.set_details(str(error))
-
-
-class BatchStats:
-    """Sizes of the batches this replica formed (for tests, benchmarks and operators)."""
-
-    def __init__(self) -> None:
-        self.sizes: Counter[int] = Counter()
-        self.started = time.time()
-
-    def record(self, n: int) -> None:
-        self.sizes[n] += 1
-
-    def summary(self) -> dict:
-        total = sum(self.sizes.values())
-        return {"batches": total, "requests": sum(k * v for k, v in self.sizes.items()),
-                "max_batch_size_seen": max(self.sizes, default=0), "histogram": dict(self.sizes)}
 
 
 @serve.deployment(max_ongoing_requests=256, user_config={"max_batch_size": 64, "batch_wait_timeout_s": 0.005})

@@ -61,6 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     http_port = args.http_port or serve_file.http_port
     print(f"starting Ray and Serve (checkpoint {checkpoint}) ...", flush=True)
     start_ray(args.num_cpus, args.host, args.dashboard, args.direct_ingress, args.throughput_optimized)
+    direct = args.direct_ingress or args.throughput_optimized  # Ray 2.60's throughput mode implies it
     stop = {"now": False}
     for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, and a supervisor's stop
         signal.signal(sig, lambda *_: stop.update(now=True))
@@ -72,7 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
               f"  grpcurl -plaintext -d '{{\"history\": {json.dumps(examples)}, \"k\": 5}}' "
               f"127.0.0.1:{grpc_port} attnrec.v1.Recommender/Recommend\n"
               f"Ctrl-C stops.", flush=True)
-        if args.direct_ingress or args.throughput_optimized:
+        if direct:
             try:
                 targets = ", ".join(direct_ingress_targets(args.host)) or "none reported yet"
             except RuntimeError as e:
@@ -85,7 +86,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         pass
     finally:
         drain = " (direct-ingress replicas first drain for load balancers, 30 s by default)" \
-            if args.direct_ingress or args.throughput_optimized else ""
+            if direct else ""
         print(f"stopping{drain} ...", flush=True)
         serve.shutdown()
         import ray
