@@ -109,21 +109,31 @@ class CausalSelfAttention(nn.Module):
         self.attn_dropout = nn.Dropout(config.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: Tensor, allowed: Tensor, key_bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """x (B, T, D), allowed (B, 1, T, T) bool -> output (B, T, D), attention (B, H, T, T).
+    def forward(self, x: Tensor, allowed: Tensor, key_bias: Tensor | None = None,
+                last_only: bool = False) -> tuple[Tensor, Tensor]:
+        """x (B, T, D), allowed (B, 1, T, T) bool -> output (B, Q, D), attention (B, H, Q, T);
+        Q = T, or Q = 1 with `last_only` (only the last position queries: the same numbers
+        as the last row of the full pass, without computing the other rows).
         key_bias (B, T), added to every query's score for that key, softly removes keys
         (explanations integrate over it; log of a 0..1 presence gate)."""
         B, T, D = x.shape
-        q, k, v = self.qkv(x).split(D, dim=2)
-        q = q.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, H, T, hd)
-        k = k.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, H, T, hd)
-        v = v.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, H, T, hd)
-        scores = (q @ k.transpose(-2, -1)) / math.sqrt(D // self.n_heads)  # (B, H, T, T)
+        if last_only:
+            w, b = self.qkv.weight, self.qkv.bias
+            q = F.linear(x[:, -1:], w[:D], b[:D])  # (B, 1, D)
+            k, v = F.linear(x, w[D:], b[D:]).split(D, dim=2)  # (B, T, D) each
+            allowed = allowed[:, :, -1:]  # (B, 1, 1, T)
+        else:
+            q, k, v = self.qkv(x).split(D, dim=2)
+        Q, H, hd = q.shape[1], self.n_heads, D // self.n_heads
+        q = q.view(B, Q, H, hd).transpose(1, 2)  # (B, H, Q, hd)
+        k = k.view(B, T, H, hd).transpose(1, 2)  # (B, H, T, hd)
+        v = v.view(B, T, H, hd).transpose(1, 2)  # (B, H, T, hd)
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(hd)  # (B, H, Q, T)
         if key_bias is not None:
-            scores = scores + key_bias[:, None, None, :]  # (B, H, T, T)
-        att = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)  # (B, H, T, T)
-        y = self.attn_dropout(att) @ v  # (B, H, T, hd)
-        y = y.transpose(1, 2).contiguous().view(B, T, D)  # (B, T, D)
+            scores = scores + key_bias[:, None, None, :]  # (B, H, Q, T)
+        att = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)  # (B, H, Q, T)
+        y = self.attn_dropout(att) @ v  # (B, H, Q, hd)
+        y = y.transpose(1, 2).contiguous().view(B, Q, D)  # (B, Q, D)
         return self.resid_dropout(self.proj(y)), att
 
 
@@ -142,9 +152,10 @@ class Block(nn.Module):
             nn.Dropout(config.dropout),
         )
 
-    def forward(self, x: Tensor, allowed: Tensor, key_bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        a, att = self.attn(self.ln_1(x), allowed, key_bias)
-        x = x + a
+    def forward(self, x: Tensor, allowed: Tensor, key_bias: Tensor | None = None,
+                last_only: bool = False) -> tuple[Tensor, Tensor]:
+        a, att = self.attn(self.ln_1(x), allowed, key_bias, last_only)
+        x = (x[:, -1:] if last_only else x) + a
         return x + self.mlp(self.ln_2(x)), att
 
 
@@ -267,12 +278,16 @@ class SASRec(nn.Module):
         return ((causal & valid[:, None, :]) | eye).unsqueeze(1)  # (B, 1, T, T)
 
     # ---- the network ---------------------------------------------------------------
-    def transform(self, x: Tensor, allowed: Tensor, key_bias: Tensor | None = None) -> tuple[Tensor, list[Tensor]]:
-        """Run the blocks on an embedded sequence: (B, T', D) -> (B, T', D), attention per layer."""
+    def transform(self, x: Tensor, allowed: Tensor, key_bias: Tensor | None = None,
+                  last_only: bool = False) -> tuple[Tensor, list[Tensor]]:
+        """Run the blocks on an embedded sequence: (B, T', D) -> (B, T', D), attention per layer.
+        With `last_only` the output is (B, 1, D), the last position only: the last block
+        computes just that row (its attention is (B, H, 1, T')), for callers that read the
+        final state alone (scoring, integrated gradients)."""
         x = self.emb_dropout(x)
         attentions = []
-        for block in self.blocks:
-            x, att = block(x, allowed, key_bias)
+        for i, block in enumerate(self.blocks):
+            x, att = block(x, allowed, key_bias, last_only and i == len(self.blocks) - 1)
             attentions.append(att)
         return self.ln_f(x), attentions
 
@@ -289,7 +304,8 @@ class SASRec(nn.Module):
     # ---- the contract ------------------------------------------------------------------
     def encode(self, seq: Tensor, user: list[Tensor] | None = None) -> Tensor:
         """The user's state after the most recent item: (B, T) -> (B, D)."""
-        return self(seq, user)[:, -1]
+        h, _ = self.transform(self.embed(seq, user), self.attention_mask(seq), last_only=True)
+        return h[:, -1]
 
     def score(self, seq: Tensor, candidates: Tensor, user: list[Tensor] | None = None) -> Tensor:
         """Logits of candidate items (B, C) given histories (B, T) -> (B, C)."""

@@ -82,6 +82,22 @@ def test_inference_gathers_the_item_vectors_training_pools(model):
     assert not torch.allclose(gathered, pooled)
 
 
+def test_last_only_is_the_last_row_of_the_full_pass_values_and_gradients(model):
+    seq = torch.tensor([[0, 0, 3, 4, 5], [6, 7, 8, 9, 30]])
+    x = model.embed(seq, user(2)).detach().requires_grad_()
+    allowed = model.attention_mask(seq)
+    full, full_att = model.transform(x, allowed)
+    (full_grad,) = torch.autograd.grad(full[:, -1].sum(), x)
+    last, last_att = model.transform(x, allowed, last_only=True)
+    (last_grad,) = torch.autograd.grad(last.sum(), x)
+    assert last.shape == (2, 1, CONFIG.d_model) and last_att[-1].shape == (2, CONFIG.n_heads, 1, 6)
+    torch.testing.assert_close(last[:, 0], full[:, -1])
+    torch.testing.assert_close(last_grad, full_grad)  # integrated gradients rely on it
+    torch.testing.assert_close(last_att[-1], full_att[-1][:, :, -1:])
+    torch.testing.assert_close(last_att[0], full_att[0])  # earlier blocks run whole
+    torch.testing.assert_close(model.encode(seq, user(2)), model(seq, user(2))[:, -1])
+
+
 def test_history_longer_than_the_window_is_refused(model):
     with pytest.raises(ValueError, match="max_len"):
         model(torch.ones(1, CONFIG.max_len + 1, dtype=torch.long))
