@@ -20,17 +20,20 @@ from attnrec.model.checkpoint import load_checkpoint
 from attnrec.model.train import resolve_device
 from attnrec.serving.codec import Catalog, InvalidArgument, Query, Ranked, decode_recommend, encode_recommend
 from attnrec.serving.config import BatchConfig, ServingConfig
-from attnrec.serving.ranking import BatchStats, answer_batch, rank
+from attnrec.serving.batching import BatchStats, BatchWait
+from attnrec.serving.ranking import answer_batch, rank
 from attnrec.v1 import recommender_pb2_grpc as pb_grpc
 
 
 class MicroBatcher:
-    """Collects queries for up to `wait` seconds or `size` queries, then ranks them together."""
+    """Collects queries until the batch is full or its wait (`BatchWait`, as the Ray replica
+    uses) is over, then ranks them together."""
 
     def __init__(self, model, batch: BatchConfig):
         self.model, self.batch = model, batch
         self.queue: asyncio.Queue[tuple[Query, asyncio.Future]] = asyncio.Queue()
         self.stats = BatchStats()
+        self.wait = BatchWait(batch)
 
     async def submit(self, query: Query) -> Ranked:
         future = asyncio.get_running_loop().create_future()
@@ -40,14 +43,20 @@ class MicroBatcher:
     async def loop(self) -> None:
         while True:
             items = [await self.queue.get()]
-            deadline = asyncio.get_running_loop().time() + self.batch.batch_wait_timeout_s
+            deadline = asyncio.get_running_loop().time() + self.wait.wait_s
             while len(items) < self.batch.max_batch_size:
+                if not self.queue.empty():  # what has already arrived joins, wait or no wait
+                    items.append(self.queue.get_nowait())
+                    continue
                 timeout = deadline - asyncio.get_running_loop().time()
+                if timeout <= 0:
+                    break
                 try:
-                    items.append(await asyncio.wait_for(self.queue.get(), max(timeout, 0)))
+                    items.append(await asyncio.wait_for(self.queue.get(), timeout))
                 except asyncio.TimeoutError:
                     break
             self.stats.record(len(items))
+            self.wait.after(len(items) + self.queue.qsize())
             for (_, future), ranked in zip(items, rank(self.model, [q for q, _ in items])):
                 future.set_result(ranked)
 
@@ -98,12 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--max-batch-size", type=int, default=BatchConfig.max_batch_size)
     p.add_argument("--batch-wait-timeout-s", type=float, default=BatchConfig.batch_wait_timeout_s)
+    p.add_argument("--fixed-wait", action="store_true", help="always wait the full window (no adaptive wait)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's, every core)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    asyncio.run(serve(a.checkpoint, a.port, BatchConfig(a.max_batch_size, a.batch_wait_timeout_s), a.device))
+    asyncio.run(serve(a.checkpoint, a.port, BatchConfig(a.max_batch_size, a.batch_wait_timeout_s, not a.fixed_wait), a.device))
     return 0
 
 

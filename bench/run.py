@@ -44,6 +44,7 @@ class BenchConfig:
     open_loop_fraction: float = 0.5  # open-loop rate as a share of the plain server's saturated rate
     max_batch_size: int = 64
     batch_wait_timeout_s: float = 0.005
+    adaptive_wait: bool = True  # both servers skip the wait while batches are singletons (BatchWait)
     throughput_optimized: bool = False  # RAY_SERVE_THROUGHPUT_OPTIMIZED=1 for Ray Serve (set before Ray starts)
     # torch threads of the plain server and of the Ray replica alike; the model-alone limit is
     # read at this count. 1 = what Ray gives a replica with num_cpus: 1 (serve.yaml's default).
@@ -179,6 +180,7 @@ def _plain_server(config: BenchConfig):
     server = subprocess.Popen([sys.executable, "-m", "attnrec.bench.plain_server", "--checkpoint", config.checkpoint,
                                "--port", str(port), "--max-batch-size", str(config.max_batch_size),
                                "--batch-wait-timeout-s", str(config.batch_wait_timeout_s),
+                               *([] if config.adaptive_wait else ["--fixed-wait"]),
                                "--threads", str(config.threads), "--device", config.device],
                               stdout=subprocess.PIPE, text=True)
     try:
@@ -228,7 +230,8 @@ class _RayService:
         return {"Recommender": {"num_replicas": 1, "max_ongoing_requests": 512, "ray_actor_options": actor,
                                 "logging_config": {"enable_access_log": False},  # as serve.yaml
                                 "user_config": {"max_batch_size": batch_size,
-                                                "batch_wait_timeout_s": self.config.batch_wait_timeout_s}},
+                                                "batch_wait_timeout_s": self.config.batch_wait_timeout_s,
+                                                "adaptive_wait": self.config.adaptive_wait}},
                 "Explainer": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0, "num_gpus": gpus}}}
 
     def _targets(self) -> dict[str, str]:

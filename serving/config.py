@@ -27,13 +27,16 @@ class BatchConfig:
 
     max_batch_size: int = 64  # requests scored in one forward pass
     batch_wait_timeout_s: float = 0.005  # how long a non-full batch waits for more requests
+    adaptive_wait: bool = True  # no wait while recent batches were singletons (low load; see BatchWait)
 
     @staticmethod
     def from_user_config(user_config: dict) -> "BatchConfig":
-        unknown = set(user_config) - {"max_batch_size", "batch_wait_timeout_s"}
+        unknown = set(user_config) - {"max_batch_size", "batch_wait_timeout_s", "adaptive_wait"}
         if unknown:
             raise ValueError(f"user_config: unknown keys {sorted(unknown)}")
         config = BatchConfig(**user_config)
+        if not isinstance(config.adaptive_wait, bool):
+            raise ValueError(f"user_config: adaptive_wait must be true or false, got {config.adaptive_wait!r}")
         if config.max_batch_size < 1 or config.batch_wait_timeout_s < 0:
             raise ValueError(f"user_config: max_batch_size must be >= 1 and batch_wait_timeout_s >= 0, got {config}")
         return config

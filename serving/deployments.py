@@ -19,7 +19,8 @@ from attnrec.model.train import resolve_device
 from attnrec.serving.codec import Catalog, InvalidArgument, Query, Ranked, decode_recommend, encode_recommend
 from attnrec.serving.config import BatchConfig, ServingConfig
 from attnrec.serving.explain_codec import answer_explains
-from attnrec.serving.ranking import BatchStats, answer_batch, rank
+from attnrec.serving.batching import BatchStats, BatchWait
+from attnrec.serving.ranking import answer_batch, rank
 from attnrec.v1 import recommender_pb2 as pb
 
 log = logging.getLogger("ray.serve")
@@ -30,7 +31,8 @@ def _invalid(grpc_context, error: Exception) -> None:
     grpc_context.set_details(str(error))
 
 
-@serve.deployment(max_ongoing_requests=256, user_config={"max_batch_size": 64, "batch_wait_timeout_s": 0.005})
+@serve.deployment(max_ongoing_requests=256, user_config={"max_batch_size": 64, "batch_wait_timeout_s": 0.005,
+                                                          "adaptive_wait": True})
 class Recommender:
     def __init__(self, config: ServingConfig, explainer: DeploymentHandle | None = None):
         self.config = config
@@ -40,6 +42,8 @@ class Recommender:
         self.explainer = explainer
         self.stats = BatchStats()
         self.batch_config = BatchConfig()  # replaced by reconfigure() when Serve passes a user_config
+        self.batch_wait = BatchWait(self.batch_config)
+        self.in_flight = 0  # Recommend calls between decoding and answer: the batch and its queue
         log.info("Recommender loaded %s (%s, %d items) on %s", config.checkpoint, self.catalog.model_version,
                  len(self.catalog.item_index), self.model.item_emb.weight.device)
 
@@ -48,10 +52,12 @@ class Recommender:
         self._rank_batched.set_max_batch_size(batch.max_batch_size)
         self._rank_batched.set_batch_wait_timeout_s(batch.batch_wait_timeout_s)
         self.batch_config = batch
+        self.batch_wait = BatchWait(batch)
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
     async def _rank_batched(self, queries: list[Query]) -> list[Ranked]:
         self.stats.record(len(queries))
+        self._rank_batched.set_batch_wait_timeout_s(self.batch_wait.after(self.in_flight))  # for the next batch
         return rank(self.model, queries)
 
     async def Recommend(self, request: pb.RecommendRequest, grpc_context) -> pb.RecommendResponse:
@@ -60,7 +66,12 @@ class Recommender:
         except InvalidArgument as e:
             _invalid(grpc_context, e)
             return pb.RecommendResponse()
-        return encode_recommend(query, await self._rank_batched(query), self.catalog)
+        self.in_flight += 1
+        try:
+            ranked = await self._rank_batched(query)
+        finally:
+            self.in_flight -= 1
+        return encode_recommend(query, ranked, self.catalog)
 
     async def RecommendBatch(self, request: pb.RecommendBatchRequest, grpc_context) -> pb.RecommendBatchResponse:
         n = len(request.requests)
@@ -86,7 +97,8 @@ class Recommender:
 
     def stats_summary(self) -> dict:
         """Batch sizes formed so far (call through a DeploymentHandle)."""
-        return {**self.stats.summary(), "batch_config": vars(self.batch_config)}
+        return {**self.stats.summary(), "batch_config": vars(self.batch_config), "batch_wait_s": self.batch_wait.wait_s,
+                "batch_wait_switches": self.batch_wait.switches}
 
 
 @serve.deployment(max_ongoing_requests=8)

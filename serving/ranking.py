@@ -7,7 +7,6 @@ no Python loop runs over catalogue items.
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Sequence
 
 import numpy as np
@@ -95,18 +94,3 @@ def answer_batch(request: pb.RecommendBatchRequest, model: SASRec, catalog: Cata
         for (i, query), ranked in zip(chunk, rank(model, [q for _, q in chunk])):
             responses[i] = encode_recommend(query, ranked, catalog)
     return pb.RecommendBatchResponse(responses=responses), sizes
-
-
-class BatchStats:
-    """Sizes of the batches this replica formed (for tests, benchmarks and operators)."""
-
-    def __init__(self) -> None:
-        self.sizes: Counter[int] = Counter()
-
-    def record(self, n: int) -> None:
-        self.sizes[n] += 1
-
-    def summary(self) -> dict:
-        total = sum(self.sizes.values())
-        return {"batches": total, "requests": sum(k * v for k, v in self.sizes.items()),
-                "max_batch_size_seen": max(self.sizes, default=0), "histogram": dict(self.sizes)}

@@ -13,7 +13,8 @@ def test_serve_yaml_parses():
     assert {"min_replicas", "max_replicas", "target_ongoing_requests"} <= set(rec["autoscaling_config"])
 
 
-@pytest.mark.parametrize("bad", [{"max_batch_size": 0}, {"batch_wait_timeout_s": -1}, {"max_batch": 3}])
+@pytest.mark.parametrize("bad", [{"max_batch_size": 0}, {"batch_wait_timeout_s": -1}, {"max_batch": 3},
+                                 {"adaptive_wait": "no"}])
 def test_bad_user_config_is_refused(bad):
     with pytest.raises(ValueError, match="user_config"):
         BatchConfig.from_user_config(bad)
