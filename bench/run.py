@@ -44,7 +44,7 @@ class BenchConfig:
     open_loop_fraction: float = 0.5  # open-loop rate as a share of the plain server's saturated rate
     max_batch_size: int = 64
     batch_wait_timeout_s: float = 0.005
-    adaptive_wait: bool = True  # both servers skip the wait while batches are singletons (BatchWait)
+    adaptive_wait: bool = True  # both servers skip the wait while requests do not overlap (BatchWait)
     throughput_optimized: bool = False  # RAY_SERVE_THROUGHPUT_OPTIMIZED=1 for Ray Serve (set before Ray starts)
     # torch threads of the plain server and of the Ray replica alike; the model-alone limit is
     # read at this count. 1 = what Ray gives a replica with num_cpus: 1 (serve.yaml's default).
