@@ -438,12 +438,17 @@ def compare(a: dict, b: dict) -> str:
     def headline(rep: dict) -> dict:
         r = rep["results"]
         threads = rep["config"].get("threads", 1)
+        def p50_at_1(sweep: list[dict]) -> float | None:
+            return (_at(sweep, 1) or {}).get("p50_ms")
+
         out = {f"model alone recs/s ({threads} thread(s))": _model_limit(r, threads),
                "plain gRPC calls/s": max(s["calls_per_s"] for s in r["plain_grpc"]["recommend"]),
+               "plain gRPC p50 ms at 1 in flight": p50_at_1(r["plain_grpc"]["recommend"]),
                "plain gRPC RecommendBatch recs/s": (r["plain_grpc"].get("recommend_batch") or {}).get("recs_per_s")}
         for ingress in INGRESSES:
             if ray := _ray(r, ingress):
                 out[f"{ingress}: Recommend calls/s"] = max(s["calls_per_s"] for s in ray["batching_on"])
+                out[f"{ingress}: Recommend p50 ms at 1 in flight"] = p50_at_1(ray["batching_on"])
                 out[f"{ingress}: RecommendBatch recs/s"] = ray["recommend_batch"]["recs_per_s"]
                 out[f"{ingress}: Explain p50 ms"] = (ray.get("explain") or r["ray_serve"]["explain"])["p50_ms"]
         return {**out, **ratios(r, threads)}
