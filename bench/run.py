@@ -39,6 +39,7 @@ class BenchConfig:
     k: int = 10
     batch_users: int = 64  # users per RecommendBatch call
     model_batch_sizes: tuple[int, ...] = (1, 8, 32, 64, 128)
+    model_rounds: int = 20  # pytest-benchmark rounds per batch size (after 3 warm-up rounds)
     explain_steps: tuple[int, ...] = (16, 32, 64)
     explain_repeats: int = 5
     open_loop_fraction: float = 0.5  # open-loop rate as a share of the plain server's saturated rate
@@ -55,7 +56,7 @@ class BenchConfig:
 
     @staticmethod
     def quick(checkpoint: str) -> "BenchConfig":
-        return BenchConfig(checkpoint, concurrency=(1, 8), duration_s=1.5, model_batch_sizes=(1, 32),
+        return BenchConfig(checkpoint, concurrency=(1, 8), duration_s=1.5, model_batch_sizes=(1, 32), model_rounds=3,
                            explain_steps=(16,), explain_repeats=2)
 
 
@@ -86,34 +87,27 @@ def _queries(ckpt, n: int, history: int, k: int, seed: int = 0):
                              catalog, config) for _ in range(n)]
 
 
-def model_alone(ckpt, config: BenchConfig) -> list[dict]:
-    """Per batch size, with the servers' thread count (config.threads; Ray gives a replica with
-    num_cpus: 1 one thread) and with every core."""
-    out = []
-    every = torch.get_num_threads()
-    for threads in sorted({config.threads, every}):
-        torch.set_num_threads(threads)
-        try:
-            out += [{**row, "threads": threads} for row in _model_alone(ckpt, config)]
-        finally:
-            torch.set_num_threads(every)
-    return out
-
-
-def _model_alone(ckpt, config: BenchConfig) -> list[dict]:
-    from attnrec.serving.ranking import rank
-
-    out = []
-    for b in config.model_batch_sizes:
-        queries = _queries(ckpt, b, config.history, config.k)
-        rank(ckpt.model, queries)  # warm-up
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < min(2.0, config.duration_s):
-            rank(ckpt.model, queries)
-            n += 1
-        seconds = time.perf_counter() - t0
-        out.append({"batch_size": b, "recs_per_s": round(n * b / seconds, 1), "ms_per_batch": round(1000 * seconds / n, 3)})
-    return out
+def model_alone(config: BenchConfig, out: Path) -> list[dict]:
+    """pytest-benchmark (`bench/test_model_speed.py`) per batch size, in its own process, with
+    the servers' thread count (config.threads; Ray gives a replica with num_cpus: 1 one
+    thread) and with every core. Its JSON is kept as `model_alone_<n>threads.json`."""
+    rows = []
+    for threads in sorted({config.threads, torch.get_num_threads()}):
+        saved = out / f"model_alone_{threads}threads.json"
+        env = {**os.environ, "ATTNREC_BENCH_CHECKPOINT": config.checkpoint, "ATTNREC_BENCH_DEVICE": config.device,
+               "ATTNREC_BENCH_THREADS": str(threads), "ATTNREC_BENCH_HISTORY": str(config.history),
+               "ATTNREC_BENCH_K": str(config.k), "ATTNREC_BENCH_ROUNDS": str(config.model_rounds),
+               "ATTNREC_BENCH_BATCH_SIZES": ",".join(map(str, config.model_batch_sizes))}
+        cmd = [sys.executable, "-m", "pytest", str(Path(__file__).with_name("test_model_speed.py")), "-q",
+               "-p", "no:cacheprovider", "--import-mode=importlib", "--benchmark-json", str(saved)]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:
+            raise RuntimeError(f"model-alone benchmark failed ({' '.join(cmd)}):\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
+        for b in json.loads(saved.read_text())["benchmarks"]:
+            size, median = b["extra_info"]["batch_size"], b["stats"]["median"]
+            rows.append({"batch_size": size, "threads": threads, "recs_per_s": round(size / median, 1),
+                         "ms_per_batch": round(1000 * median, 3), "rounds": b["stats"]["rounds"]})
+    return rows
 
 
 def explain_methods(ckpt, config: BenchConfig) -> list[dict]:
@@ -313,7 +307,7 @@ def run(config: BenchConfig, out: Path, progress: bool = True) -> dict:
     steps = 2 + 2 * len(config.concurrency) + 1
     bar = tqdm(total=steps, desc="bench", unit="step", disable=not progress)
     bar.set_postfix_str("model alone")
-    results = {"model_alone": model_alone(ckpt, config)}
+    results = {"model_alone": model_alone(config, out)}
     bar.update()
     bar.set_postfix_str("explain methods")
     results["explain_methods"] = explain_methods(ckpt, config)

@@ -1,27 +1,43 @@
-"""pytest-benchmark micro-benchmarks of the model alone (not part of the test suite):
+"""pytest-benchmark micro-benchmarks of the model alone: decoded queries -> batched forward
++ top-k (`serving.ranking.rank`), after pytest-benchmark's warm-up rounds.
+
+`attnrec bench` runs this file for its model-alone layer (once per torch thread count) and
+keeps the JSON beside its own. Alone, on the checkpoint kept in the repo:
 
     python -m pytest bench/test_model_speed.py --benchmark-json runs/model-bench.json
 
-Each measures decoded queries -> batched forward + top-k (`serving.ranking.rank`) on the
-checkpoint kept in the repo, after pytest-benchmark's warm-up rounds.
+Not part of the test suite. `attnrec bench` sets these, all optional:
+ATTNREC_BENCH_CHECKPOINT, ATTNREC_BENCH_DEVICE, ATTNREC_BENCH_THREADS (torch threads),
+ATTNREC_BENCH_BATCH_SIZES ("1,8,32"), ATTNREC_BENCH_HISTORY, ATTNREC_BENCH_K, ATTNREC_BENCH_ROUNDS.
 """
 
+import os
+
 import pytest
+import torch
 
 from attnrec.bench.run import _queries
 from attnrec.model.checkpoint import load_checkpoint
+from attnrec.model.train import resolve_device
 from attnrec.serving.app import DEFAULT_CHECKPOINT
 from attnrec.serving.ranking import rank
+
+BATCH_SIZES = [int(b) for b in os.environ.get("ATTNREC_BENCH_BATCH_SIZES", "1,8,32,64,128").split(",")]
 
 
 @pytest.fixture(scope="module")
 def ckpt():
-    return load_checkpoint(DEFAULT_CHECKPOINT)
+    if threads := os.environ.get("ATTNREC_BENCH_THREADS"):
+        torch.set_num_threads(int(threads))
+    device = resolve_device(os.environ.get("ATTNREC_BENCH_DEVICE", "cpu"))
+    return load_checkpoint(os.environ.get("ATTNREC_BENCH_CHECKPOINT", DEFAULT_CHECKPOINT), device)
 
 
-@pytest.mark.parametrize("batch_size", [1, 8, 32, 64, 128])
+@pytest.mark.parametrize("batch_size", BATCH_SIZES)
 def test_rank_batch(benchmark, ckpt, batch_size):
-    queries = _queries(ckpt, batch_size, history=50, k=10)
-    benchmark.extra_info["batch_size"] = batch_size
-    result = benchmark.pedantic(rank, args=(ckpt.model, queries), warmup_rounds=3, rounds=20)
+    history, k = int(os.environ.get("ATTNREC_BENCH_HISTORY", 50)), int(os.environ.get("ATTNREC_BENCH_K", 10))
+    queries = _queries(ckpt, batch_size, history=history, k=k)
+    benchmark.extra_info.update(batch_size=batch_size, threads=torch.get_num_threads())
+    result = benchmark.pedantic(rank, args=(ckpt.model, queries), warmup_rounds=3,
+                                rounds=int(os.environ.get("ATTNREC_BENCH_ROUNDS", 20)))
     assert len(result) == batch_size

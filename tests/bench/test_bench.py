@@ -19,6 +19,10 @@ def test_quick_bench_writes_results(checkpoint, tmp_path, capsys):
     assert saved["versions"]["torch"] and saved["config"]["concurrency"] == [1, 8]
     r = saved["results"]
     assert {m["batch_size"] for m in r["model_alone"]} == {1, 32} and {m["threads"] for m in r["model_alone"]} >= {1}
+    for threads in {m["threads"] for m in r["model_alone"]}:  # pytest-benchmark's own JSON, kept beside ours
+        kept = json.loads((tmp_path / f"model_alone_{threads}threads.json").read_text())["benchmarks"]
+        assert sorted(b["extra_info"]["batch_size"] for b in kept) == [1, 32]
+        assert all(b["stats"]["rounds"] == 3 and b["extra_info"]["threads"] == threads for b in kept)
     ray = [r["ray_serve"]["proxy"], r["ray_serve"]["direct_ingress"]]
     for sweep in [r["plain_grpc"]["recommend"]] + [x[label] for x in ray for label in ("batching_on", "batching_off")]:
         assert [s["concurrency"] for s in sweep] == [1, 8]
