@@ -48,7 +48,8 @@ def target_logit_fn(model: SASRec, seq: Tensor, user: list[Tensor] | None, targe
         reps = parts[0].shape[0] // B
         s = seq.repeat(reps, 1)  # (reps*B, T)
         u = None if user is None else [c.repeat(reps, *([1] * (c.dim() - 1))) for c in user]
-        h, _ = model.transform(model.assemble(list(parts), s, u), allowed.repeat(reps, 1, 1, 1), last_only=True)
+        h, _ = model.transform(model.assemble(list(parts), s, u), allowed.repeat(reps, 1, 1, 1), last_only=True,
+                               need_weights=False)
         return (h[:, -1] * target_vectors.repeat(reps, 1)).sum(-1)  # (reps*B,)
 
     return forward

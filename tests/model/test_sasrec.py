@@ -82,7 +82,7 @@ def test_inference_gathers_the_item_vectors_training_pools(model):
     assert not torch.allclose(gathered, pooled)
 
 
-def test_last_only_is_the_last_row_of_the_full_pass_values_and_gradients(model):
+def test_last_only_and_the_fused_kernel_give_the_full_pass_values_and_gradients(model):
     seq = torch.tensor([[0, 0, 3, 4, 5], [6, 7, 8, 9, 30]])
     x = model.embed(seq, user(2)).detach().requires_grad_()
     allowed = model.attention_mask(seq)
@@ -95,6 +95,11 @@ def test_last_only_is_the_last_row_of_the_full_pass_values_and_gradients(model):
     torch.testing.assert_close(last_grad, full_grad)  # integrated gradients rely on it
     torch.testing.assert_close(last_att[-1], full_att[-1][:, :, -1:])
     torch.testing.assert_close(last_att[0], full_att[0])  # earlier blocks run whole
+    fused, no_maps = model.transform(x, allowed, last_only=True, need_weights=False)  # the fused kernel
+    (fused_grad,) = torch.autograd.grad(fused.sum(), x)
+    assert no_maps == []
+    torch.testing.assert_close(fused, last)
+    torch.testing.assert_close(fused_grad, last_grad)
     torch.testing.assert_close(model.encode(seq, user(2)), model(seq, user(2))[:, -1])
 
 
