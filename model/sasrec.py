@@ -109,13 +109,11 @@ class CausalSelfAttention(nn.Module):
         self.attn_dropout = nn.Dropout(config.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: Tensor, allowed: Tensor, key_bias: Tensor | None = None,
-                last_only: bool = False, need_weights: bool = True) -> tuple[Tensor, Tensor | None]:
+    def forward(self, x: Tensor, allowed: Tensor, last_only: bool = False,
+                need_weights: bool = True) -> tuple[Tensor, Tensor | None]:
         """x (B, T, D), allowed (B, 1, T, T) bool -> output (B, Q, D), attention (B, H, Q, T);
         Q = T, or Q = 1 with `last_only` (only the last position queries: the same numbers
         as the last row of the full pass, without computing the other rows).
-        key_bias (B, T), added to every query's score for that key, softly removes keys
-        (explanations integrate over it; log of a 0..1 presence gate).
         Without `need_weights` the attention is None and torch's fused kernel computes the
         output (the same up to float rounding, 10-15% faster for the whole model on CPU)."""
         B, T, D = x.shape
@@ -130,13 +128,11 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, Q, H, hd).transpose(1, 2)  # (B, H, Q, hd)
         k = k.view(B, T, H, hd).transpose(1, 2)  # (B, H, T, hd)
         v = v.view(B, T, H, hd).transpose(1, 2)  # (B, H, T, hd)
-        if not need_weights and key_bias is None:
+        if not need_weights:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
                                                dropout_p=self.attn_dropout.p if self.training else 0.0)
             return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(B, Q, D))), None
         scores = (q @ k.transpose(-2, -1)) / math.sqrt(hd)  # (B, H, Q, T)
-        if key_bias is not None:
-            scores = scores + key_bias[:, None, None, :]  # (B, H, Q, T)
         att = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)  # (B, H, Q, T)
         y = self.attn_dropout(att) @ v  # (B, H, Q, hd)
         y = y.transpose(1, 2).contiguous().view(B, Q, D)  # (B, Q, D)
@@ -158,9 +154,9 @@ class Block(nn.Module):
             nn.Dropout(config.dropout),
         )
 
-    def forward(self, x: Tensor, allowed: Tensor, key_bias: Tensor | None = None,
-                last_only: bool = False, need_weights: bool = True) -> tuple[Tensor, Tensor | None]:
-        a, att = self.attn(self.ln_1(x), allowed, key_bias, last_only, need_weights)
+    def forward(self, x: Tensor, allowed: Tensor, last_only: bool = False,
+                need_weights: bool = True) -> tuple[Tensor, Tensor | None]:
+        a, att = self.attn(self.ln_1(x), allowed, last_only, need_weights)
         x = (x[:, -1:] if last_only else x) + a
         return x + self.mlp(self.ln_2(x)), att
 
@@ -284,8 +280,8 @@ class SASRec(nn.Module):
         return ((causal & valid[:, None, :]) | eye).unsqueeze(1)  # (B, 1, T, T)
 
     # ---- the network ---------------------------------------------------------------
-    def transform(self, x: Tensor, allowed: Tensor, key_bias: Tensor | None = None,
-                  last_only: bool = False, need_weights: bool = True) -> tuple[Tensor, list[Tensor]]:
+    def transform(self, x: Tensor, allowed: Tensor, last_only: bool = False,
+                  need_weights: bool = True) -> tuple[Tensor, list[Tensor]]:
         """Run the blocks on an embedded sequence: (B, T', D) -> (B, T', D), attention per layer.
         With `last_only` the output is (B, 1, D), the last position only: the last block
         computes just that row (its attention is (B, H, 1, T')), for callers that read the
@@ -294,7 +290,7 @@ class SASRec(nn.Module):
         x = self.emb_dropout(x)
         attentions = []
         for i, block in enumerate(self.blocks):
-            x, att = block(x, allowed, key_bias, last_only and i == len(self.blocks) - 1, need_weights)
+            x, att = block(x, allowed, last_only and i == len(self.blocks) - 1, need_weights)
             if need_weights:
                 attentions.append(att)
         return self.ln_f(x), attentions
