@@ -42,7 +42,9 @@ class BenchConfig:
     model_rounds: int = 20  # pytest-benchmark rounds per batch size (after 3 warm-up rounds)
     explain_steps: tuple[int, ...] = (16, 32, 64)
     explain_repeats: int = 5
-    open_loop_fraction: float = 0.5  # open-loop rate as a share of the plain server's saturated rate
+    # open-loop rates, each a share of that server's own saturated closed-loop rate: light load
+    # (where batching's wait shows) to heavy load (where queueing shows)
+    open_loop_fractions: tuple[float, ...] = (0.05, 0.5, 0.8)
     max_batch_size: int = 64
     batch_wait_timeout_s: float = 0.005
     adaptive_wait: bool = True  # both servers skip the wait while requests do not overlap (BatchWait)
@@ -57,7 +59,7 @@ class BenchConfig:
     @staticmethod
     def quick(checkpoint: str) -> "BenchConfig":
         return BenchConfig(checkpoint, concurrency=(1, 8), duration_s=1.5, model_batch_sizes=(1, 32), model_rounds=3,
-                           explain_steps=(16,), explain_repeats=2)
+                           open_loop_fractions=(0.5,), explain_steps=(16,), explain_repeats=2)
 
 
 def _versions() -> dict:
@@ -260,6 +262,13 @@ def _point(target: str, histogram, items: str, config: BenchConfig, c: int) -> d
     return row
 
 
+def _open_loop(target: str, sweep: list[dict], items: str, config: BenchConfig) -> list[dict]:
+    """Fixed-rate Recommend at each of config.open_loop_fractions of the server's saturated rate."""
+    saturated = max(r["calls_per_s"] for r in sweep)
+    return [{**_load(target, items, "recommend", config, mode="open", rate=f * saturated), "fraction": f}
+            for f in config.open_loop_fractions]
+
+
 def servers(config: BenchConfig, items: str, bar) -> tuple[dict, dict]:
     """The plain server and Ray Serve side by side: at each load point the plain server, the proxy
     and direct ingress are measured back to back, so the machine's drift between runs hardly
@@ -276,9 +285,9 @@ def servers(config: BenchConfig, items: str, bar) -> tuple[dict, dict]:
                     ray_results[ingress]["batching_on"].append(_point(target, ray.histogram, items, config, c))
                 bar.update()
             bar.set_postfix_str("open loop, RecommendBatch, Explain")
-            saturated = max(r["calls_per_s"] for r in plain["recommend"])
-            plain["open_loop"] = _load(plain_target, items, "recommend", config, mode="open",
-                                       rate=config.open_loop_fraction * saturated)
+            plain["open_loop"] = _open_loop(plain_target, plain["recommend"], items, config)
+            for ingress, target in ray.targets.items():
+                ray_results[ingress]["open_loop"] = _open_loop(target, ray_results[ingress]["batching_on"], items, config)
             plain["recommend_batch"] = _load(plain_target, items, "batch", config, 2)
             for ingress, target in ray.targets.items():
                 ray_results[ingress]["recommend_batch"] = _load(target, items, "batch", config, 2)
@@ -409,9 +418,13 @@ def table(report: dict) -> str:
             lines.append(f"{name:<28}{s['concurrency']:>10}{s['calls_per_s']:>10.1f}{s['p50_ms'] or 0:>9.1f}"
                          f"{s['p95_ms'] or 0:>9.1f}{s['p99_ms'] or 0:>9.1f}{s.get('mean_batch_size') or '':>7}"
                          f"{s['client_cpu_share']:>11.2f}  {s['errors'] or ''}")
-    o = r["plain_grpc"]["open_loop"]
-    lines.append(f"plain grpc.aio open loop at {o['rate']:.0f}/s: {o['calls_per_s']:.1f} calls/s, p50 {o['p50_ms']} ms, "
-                 f"p99 {o['p99_ms']} ms, errors {o['errors'] or 0}")
+    open_loops = [("plain grpc.aio", r["plain_grpc"]["open_loop"])]
+    open_loops += [(f"Ray {name}", ray["open_loop"]) for ingress, name in INGRESSES.items()
+                   if (ray := _ray(r, ingress)) and "open_loop" in ray]
+    for name, rows in open_loops:
+        for o in rows if isinstance(rows, list) else [rows]:  # one dict in files from before session 3
+            lines.append(f"{name} open loop at {o['rate']:.0f}/s: {o['calls_per_s']:.1f} calls/s, p50 {o['p50_ms']} ms, "
+                         f"p95 {o['p95_ms']} ms, p99 {o['p99_ms']} ms, errors {o['errors'] or 0}")
     if b := r["plain_grpc"].get("recommend_batch"):
         lines.append(f"plain grpc.aio RecommendBatch ({report['config']['batch_users']} users/call, 2 in flight): "
                      f"{b['recs_per_s']:,.0f} recs/s, p50 {b['p50_ms']} ms")

@@ -29,6 +29,8 @@ def test_quick_bench_writes_results(checkpoint, tmp_path, capsys):
         assert all(s["calls"] > 0 and not s["errors"] for s in sweep)
     assert all(x["explain"]["calls"] > 0 and x["recommend_batch"]["calls"] > 0 for x in ray)
     assert r["plain_grpc"]["recommend_batch"]["calls"] > 0
+    for open_loop in [r["plain_grpc"]["open_loop"]] + [x["open_loop"] for x in ray]:
+        assert [o["fraction"] for o in open_loop] == [0.5] and all(o["calls"] > 0 and not o["errors"] for o in open_loop)
     assert all(s["mean_batch_size"] >= 1 for x in ray for s in x["batching_on"])
     assert all(s["mean_batch_size"] >= 1 for s in r["plain_grpc"]["recommend"])
     assert (tmp_path / "bench.png").stat().st_size > 0
