@@ -15,8 +15,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/bench"), help="directory for bench.json and bench.png")
     p.add_argument("--duration", type=float, help="seconds per load point")
     p.add_argument("--batch-wait", type=float, help="batch_wait_timeout_s for both servers (default 0.005)")
-    p.add_argument("--fixed-wait", action="store_true",
-                   help="both servers always wait the full batch window (adaptive_wait: false)")
+    p.add_argument("--adaptive-wait", action="store_true",
+                   help="both servers skip the batch wait while requests do not overlap (adaptive_wait: true)")
     p.add_argument("--throughput-optimized", action="store_true",
                    help="start Ray Serve with RAY_SERVE_THROUGHPUT_OPTIMIZED=1")
     p.add_argument("--threads", type=int, help="torch threads of both servers (default 1, a num_cpus: 1 replica's)")
@@ -47,8 +47,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         config = replace(config, duration_s=args.duration)
     if args.batch_wait is not None:
         config = replace(config, batch_wait_timeout_s=args.batch_wait)
-    if args.fixed_wait:
-        config = replace(config, adaptive_wait=False)
+    if args.adaptive_wait:
+        config = replace(config, adaptive_wait=True)
     if args.throughput_optimized:
         config = replace(config, throughput_optimized=True)
     if args.threads:

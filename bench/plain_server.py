@@ -107,13 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--max-batch-size", type=int, default=BatchConfig.max_batch_size)
     p.add_argument("--batch-wait-timeout-s", type=float, default=BatchConfig.batch_wait_timeout_s)
-    p.add_argument("--fixed-wait", action="store_true", help="always wait the full window (no adaptive wait)")
+    p.add_argument("--adaptive-wait", action="store_true", help="skip the wait while requests do not overlap")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's, every core)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    asyncio.run(serve(a.checkpoint, a.port, BatchConfig(a.max_batch_size, a.batch_wait_timeout_s, not a.fixed_wait), a.device))
+    asyncio.run(serve(a.checkpoint, a.port, BatchConfig(a.max_batch_size, a.batch_wait_timeout_s, a.adaptive_wait), a.device))
     return 0
 
 

@@ -47,7 +47,7 @@ class BenchConfig:
     open_loop_fractions: tuple[float, ...] = (0.05, 0.5, 0.8)
     max_batch_size: int = 64
     batch_wait_timeout_s: float = 0.005
-    adaptive_wait: bool = True  # both servers skip the wait while requests do not overlap (BatchWait)
+    adaptive_wait: bool = False  # both servers skip the wait while requests do not overlap (BatchWait)
     throughput_optimized: bool = False  # RAY_SERVE_THROUGHPUT_OPTIMIZED=1 for Ray Serve (set before Ray starts)
     # torch threads of the plain server and of the Ray replica alike; the model-alone limit is
     # read at this count. 1 = what Ray gives a replica with num_cpus: 1 (serve.yaml's default).
@@ -176,7 +176,7 @@ def _plain_server(config: BenchConfig):
     server = subprocess.Popen([sys.executable, "-m", "attnrec.bench.plain_server", "--checkpoint", config.checkpoint,
                                "--port", str(port), "--max-batch-size", str(config.max_batch_size),
                                "--batch-wait-timeout-s", str(config.batch_wait_timeout_s),
-                               *([] if config.adaptive_wait else ["--fixed-wait"]),
+                               *(["--adaptive-wait"] if config.adaptive_wait else []),
                                "--threads", str(config.threads), "--device", config.device],
                               stdout=subprocess.PIPE, text=True)
     try:

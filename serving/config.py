@@ -27,7 +27,9 @@ class BatchConfig:
 
     max_batch_size: int = 64  # requests scored in one forward pass
     batch_wait_timeout_s: float = 0.005  # how long a non-full batch waits for more requests
-    adaptive_wait: bool = True  # no wait while requests do not overlap (low load; see batching.BatchWait)
+    # opt-in: no wait while requests do not overlap; faster at light load, can fall behind under
+    # load (see batching.BatchWait and the README's measurements)
+    adaptive_wait: bool = False
 
     @staticmethod
     def from_user_config(user_config: dict) -> "BatchConfig":

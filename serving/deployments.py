@@ -32,7 +32,7 @@ def _invalid(grpc_context, error: Exception) -> None:
 
 
 @serve.deployment(max_ongoing_requests=256, user_config={"max_batch_size": 64, "batch_wait_timeout_s": 0.005,
-                                                          "adaptive_wait": True})
+                                                          "adaptive_wait": False})
 class Recommender:
     def __init__(self, config: ServingConfig, explainer: DeploymentHandle | None = None):
         self.config = config

@@ -130,7 +130,7 @@ def test_reconfigure_changes_batching_at_run_time(service):
     config, serve_file = service["config"], service["serve_file"]
     serve.run(build_app(config, options(batch_size=3, wait=0.01)), name=APP_NAME, route_prefix=serve_file.route_prefix)
     summary = handle().stats_summary.remote().result()
-    assert summary["batch_config"] == {"max_batch_size": 3, "batch_wait_timeout_s": 0.01, "adaptive_wait": True}
+    assert summary["batch_config"] == {"max_batch_size": 3, "batch_wait_timeout_s": 0.01, "adaptive_wait": False}
 
 
 def direct_target() -> str:
