@@ -101,9 +101,6 @@ class Recommender:
                 "batch_wait_switches": self.batch_wait.switches}
 
 
-EXPLAIN_BATCH = BatchConfig(max_batch_size=8, batch_wait_timeout_s=0.002)
-
-
 @serve.deployment(max_ongoing_requests=8)
 class Explainer:
     """Explanations on their own replicas: heavy (integrated gradients runs n_steps forward
@@ -116,22 +113,14 @@ class Explainer:
         self.ckpt = load_checkpoint(config.checkpoint, resolve_device(config.device))
         self.catalog = Catalog(self.ckpt)
         self.stats = BatchStats()
-        self.batch_wait = BatchWait(EXPLAIN_BATCH)
-        self.in_flight = 0
 
     async def explain(self, payload: bytes) -> tuple[bytes, str, str]:
         """Serialized ExplainRequest -> (serialized ExplainResponse, status code name or "", details)."""
-        self.in_flight += 1
-        try:
-            return await self._explain_batched(payload)
-        finally:
-            self.in_flight -= 1
+        return await self._explain_batched(payload)
 
-    # Requests queue while one batch computes; a lone request does not wait (BatchWait).
-    @serve.batch(max_batch_size=EXPLAIN_BATCH.max_batch_size, batch_wait_timeout_s=EXPLAIN_BATCH.batch_wait_timeout_s)
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.002)  # requests queue while one batch computes
     async def _explain_batched(self, payloads: list[bytes]) -> list[tuple[bytes, str, str]]:
         self.stats.record(len(payloads))
-        self._explain_batched.set_batch_wait_timeout_s(self.batch_wait.after(self.in_flight))
         requests = [pb.ExplainRequest.FromString(p) for p in payloads]
         return [(b"", "INVALID_ARGUMENT", str(a)) if isinstance(a, InvalidArgument) else (a.SerializeToString(), "", "")
                 for a in answer_explains(requests, self.ckpt, self.catalog, self.config)]
