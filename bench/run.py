@@ -1,14 +1,17 @@
 """`attnrec bench`: every layer of the serving path measured in one run, side by side.
 
-1. model alone: decoded queries -> batched forward + top-k, per batch size (the limit)
+1. model alone: decoded queries -> batched forward + top-k, per batch size (the limit),
+   by pytest-benchmark (bench/test_model_speed.py)
 2. plain grpc.aio server with an asyncio micro-batcher (bench/plain_server.py)
-3. Ray Serve gRPC: Recommend with batching on and off, RecommendBatch, Explain
+3. Ray Serve gRPC, through the proxy and by direct ingress: Recommend with batching on and
+   off, RecommendBatch, Explain
 4. Explain per method (attention only, IG, deletion, combined) per n_steps, in-process
-Load comes from bench/loadgen.py in its own process (closed-loop concurrency sweep and an
-open-loop fixed-rate run). The plain server and Ray Serve run side by side, and each load
-point measures them back to back, so that the ratios between them are taken minutes apart
-at most, never across the machine's drift between runs. Results: JSON (config, versions, machine, git commit, every
-figure), PNG plots, and a table. Nothing here asserts a timing.
+Load comes from bench/loadgen.py in its own process (closed-loop concurrency sweep and
+open-loop runs at fixed rates). The plain server and Ray Serve run side by side, and each
+load point measures them back to back, so that the ratios between them are taken minutes
+apart at most, never across the machine's drift between runs. Results: JSON (config,
+versions, machine, git commit, every figure), PNG plots, and a table. Nothing here
+asserts a timing.
 """
 
 from __future__ import annotations
@@ -361,7 +364,7 @@ def ratios(results: dict, threads: int = 1) -> dict:
         c = 32 if _at(on_sweep, 32) else max(r["concurrency"] for r in on_sweep)
         on, off = _at(on_sweep, c), _at(off_sweep, c)
         out[f"{ingress}: batching_on_vs_off_at_{c}"] = round(on["calls_per_s"] / off["calls_per_s"], 3) if off["calls_per_s"] else None
-        rec1, exp = _at(on_sweep, 1), ray.get("explain") or results["ray_serve"].get("explain")
+        rec1, exp = _at(on_sweep, 1), ray["explain"]
         out[f"{ingress}: explain_p50_vs_recommend_p50_at_1"] = (round(exp["p50_ms"] / rec1["p50_ms"], 2)
                                                                 if exp and exp["p50_ms"] and rec1 else None)
     return out
@@ -430,7 +433,7 @@ def table(report: dict) -> str:
                      f"{b['recs_per_s']:,.0f} recs/s, p50 {b['p50_ms']} ms")
     for ingress, name in INGRESSES.items():
         if ray := _ray(r, ingress):
-            b, e = ray["recommend_batch"], ray.get("explain") or r["ray_serve"]["explain"]
+            b, e = ray["recommend_batch"], ray["explain"]
             lines.append(f"Ray Serve {name}: RecommendBatch ({report['config']['batch_users']} users/call, 2 in flight) "
                          f"{b['recs_per_s']:,.0f} recs/s, p50 {b['p50_ms']} ms; Explain (1 in flight) "
                          f"{e['calls_per_s']:.2f} calls/s, p50 {e['p50_ms']} ms, p99 {e['p99_ms']} ms")
@@ -457,7 +460,7 @@ def compare(a: dict, b: dict) -> str:
                 out[f"{ingress}: Recommend calls/s"] = max(s["calls_per_s"] for s in ray["batching_on"])
                 out[f"{ingress}: Recommend p50 ms at 1 in flight"] = p50_at_1(ray["batching_on"])
                 out[f"{ingress}: RecommendBatch recs/s"] = ray["recommend_batch"]["recs_per_s"]
-                out[f"{ingress}: Explain p50 ms"] = (ray.get("explain") or r["ray_serve"]["explain"])["p50_ms"]
+                out[f"{ingress}: Explain p50 ms"] = ray["explain"]["p50_ms"]
         return {**out, **ratios(r, threads)}
 
     ha, hb = headline(a), headline(b)
