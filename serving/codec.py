@@ -7,7 +7,7 @@ collected and reported, never fatal.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -70,7 +70,7 @@ class Catalog:
                 out.append(index)
         return np.asarray(out, dtype=np.int64)
 
-    def user_inputs(self, user_id: str, features: dict[str, str]) -> tuple[list[np.ndarray] | None, bool]:
+    def user_inputs(self, user_id: str, features: Mapping[str, str]) -> tuple[list[np.ndarray] | None, bool]:
         """The user's feature codes (stored, overridden by request features) and whether user_id was unknown."""
         row = self.user_index.get(user_id, 0) if user_id else 0
         unknown_user = bool(user_id) and row == 0
@@ -101,19 +101,21 @@ def decode_recommend(req: pb.RecommendRequest, catalog: Catalog, config: Serving
     if len(req.history) > config.max_history:
         raise InvalidArgument("history", f"{len(req.history)} items, at most {config.max_history} accepted "
                                          f"(the model uses the most recent {catalog.max_len})")
-    if len(req.candidate_item_ids) > config.max_candidates:
-        raise InvalidArgument("candidate_item_ids", f"{len(req.candidate_item_ids)} ids, at most "
-                                                    f"{config.max_candidates} accepted")
-    if len(set(req.candidate_item_ids)) != len(req.candidate_item_ids):
-        raise InvalidArgument("candidate_item_ids", "contains duplicate ids")
-    if any(not c for c in req.candidate_item_ids):
-        raise InvalidArgument("candidate_item_ids", "contains an empty id")
+    candidate_ids = req.candidate_item_ids
+    if candidate_ids:
+        if len(candidate_ids) > config.max_candidates:
+            raise InvalidArgument("candidate_item_ids", f"{len(candidate_ids)} ids, at most "
+                                                        f"{config.max_candidates} accepted")
+        if len(set(candidate_ids)) != len(candidate_ids):
+            raise InvalidArgument("candidate_item_ids", "contains duplicate ids")
+        if any(not c for c in candidate_ids):
+            raise InvalidArgument("candidate_item_ids", "contains an empty id")
     unknown: dict[str, None] = {}
     seen = catalog.lookup(req.history, unknown)
-    candidates = catalog.lookup(req.candidate_item_ids, unknown) if req.candidate_item_ids else None
+    candidates = catalog.lookup(candidate_ids, unknown) if candidate_ids else None
     if candidates is not None and not req.include_history:
         candidates = candidates[~np.isin(candidates, seen)]
-    user, unknown_user = catalog.user_inputs(req.user_id, dict(req.user_features))
+    user, unknown_user = catalog.user_inputs(req.user_id, req.user_features)
     knows_user = user is not None and ((bool(req.user_id) and not unknown_user) or bool(req.user_features))
     if len(seen) == 0 and not knows_user:
         raise InvalidArgument("history", "no known item in the history and no user features for this user: "
@@ -130,17 +132,22 @@ def decode_recommend(req: pb.RecommendRequest, catalog: Catalog, config: Serving
     )
 
 
-def encode_recommend(query: Query, ranked: Ranked, catalog: Catalog) -> pb.RecommendResponse:
-    return pb.RecommendResponse(
-        items=[pb.ScoredItem(item_id=i, score=s)
-               for i, s in zip(catalog.item_ids[ranked.items].tolist(), ranked.scores.tolist())],
-        unknown_item_ids=query.unknown_item_ids,
-        model_version=catalog.model_version,
-        history_used=len(query.history),
-        unknown_user=query.unknown_user,
-    )
+def encode_recommend(query: Query, ranked: Ranked, catalog: Catalog,
+                     into: pb.RecommendResponse | None = None) -> pb.RecommendResponse:
+    """The response for one query, written into `into` when given (an entry of a
+    RecommendBatchResponse: protobuf would copy a finished message added to it)."""
+    out = pb.RecommendResponse() if into is None else into
+    add = out.items.add
+    for item, score in zip(catalog.item_ids[ranked.items].tolist(), ranked.scores.tolist()):
+        add(item_id=item, score=score)
+    out.unknown_item_ids.extend(query.unknown_item_ids)
+    out.model_version = catalog.model_version
+    out.history_used = len(query.history)
+    out.unknown_user = query.unknown_user
+    return out
 
 
-def encode_error(error: InvalidArgument) -> pb.RecommendResponse:
+def encode_error(error: InvalidArgument, into: pb.RecommendResponse) -> None:
     """A failed RecommendBatch entry."""
-    return pb.RecommendResponse(error=pb.RequestError(code="INVALID_ARGUMENT", message=str(error)))
+    into.error.code = "INVALID_ARGUMENT"
+    into.error.message = str(error)

@@ -80,17 +80,18 @@ def answer_batch(request: pb.RecommendBatchRequest, model: SASRec, catalog: Cata
     """RecommendBatch below the server: a bad entry gets its own error (its field prefixed
     with `requests[i].`) and never fails the others; valid entries are ranked in chunks.
     Returns the response and the chunk sizes ranked. The batch's own size is checked by the caller."""
-    responses: list[pb.RecommendResponse | None] = [None] * len(request.requests)
+    response = pb.RecommendBatchResponse()
+    entries = [response.responses.add() for _ in request.requests]  # filled in place, never copied
     valid: list[tuple[int, Query]] = []
     for i, entry in enumerate(request.requests):
         try:
             valid.append((i, decode_recommend(entry, catalog, config)))
         except InvalidArgument as e:
-            responses[i] = encode_error(InvalidArgument(f"requests[{i}].{e.field}", str(e).split(": ", 1)[1]))
+            encode_error(InvalidArgument(f"requests[{i}].{e.field}", str(e).split(": ", 1)[1]), entries[i])
     sizes = []
     for start in range(0, len(valid), chunk_size):
         chunk = valid[start : start + chunk_size]
         sizes.append(len(chunk))
         for (i, query), ranked in zip(chunk, rank(model, [q for _, q in chunk])):
-            responses[i] = encode_recommend(query, ranked, catalog)
-    return pb.RecommendBatchResponse(responses=responses), sizes
+            encode_recommend(query, ranked, catalog, into=entries[i])
+    return response, sizes
