@@ -21,6 +21,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="start Ray Serve with RAY_SERVE_THROUGHPUT_OPTIMIZED=1")
     p.add_argument("--threads", type=int, help="torch threads of both servers (default 1, a num_cpus: 1 replica's)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="where the model runs in every layer (default cpu)")
+    p.add_argument("--no-ray", action="store_true",
+                   help="only the model alone, the plain server and Explain in-process; never imports Ray "
+                        "(for a machine without Ray, e.g. bench/gpu_check.sh on the lent GPU machine)")
     p.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"), help="compare two result files")
     p.set_defaults(run=cmd_bench)
 
@@ -29,7 +32,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from attnrec.bench.run import BenchConfig, compare, run, table
-    from attnrec.serving.app import resolve_checkpoint
+    from attnrec.serving.config import resolve_checkpoint
 
     if args.compare:
         a, b = (json.loads(p.read_text()) for p in args.compare)
@@ -55,12 +58,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         config = replace(config, threads=args.threads)
     if args.device:
         config = replace(config, device=args.device)
+    if args.no_ray:
+        config = replace(config, ray=False)
     try:
         report = run(config, args.out)
     finally:
-        import ray
-
-        ray.shutdown()
+        if "ray" in sys.modules:  # a --no-ray run never imported it
+            sys.modules["ray"].shutdown()
     print(table(report))
     print(f"written to {args.out}/bench.json and bench.png")
     return 0

@@ -1,7 +1,7 @@
 """The comparison a user would pick instead of Ray: one `grpc.aio` process with an asyncio
 micro-batcher, serving the same model through the same codec and ranking code.
 
-`python -m attnrec.bench.plain_server --checkpoint DIR --port P` (prints "ready" when serving,
+`python -m attnrec.bench.plain_server --checkpoint DIR [--port P]` (prints "ready PORT" when serving,
 then a JSON line of the batch sizes formed so far on each SIGUSR1).
 """
 
@@ -87,14 +87,14 @@ async def serve(checkpoint: str, port: int, batch: BatchConfig, device: str = "c
     servicer = PlainRecommender(checkpoint, batch, device)
     server = grpc.aio.server()
     pb_grpc.add_RecommenderServicer_to_server(servicer, server)
-    server.add_insecure_port(f"127.0.0.1:{port}")
+    port = server.add_insecure_port(f"127.0.0.1:{port}")  # 0: a free port, chosen here
     await server.start()
     task = asyncio.create_task(servicer.batcher.loop())
     # SIGUSR1: print the batch sizes formed so far, one JSON line (the benchmark reads them
     # before and after each load point, as it asks the Ray replica through a handle).
     asyncio.get_running_loop().add_signal_handler(
         signal.SIGUSR1, lambda: print(json.dumps(servicer.batcher.stats.summary()), flush=True))
-    print("ready", flush=True)
+    print(f"ready {port}", flush=True)
     try:
         await server.wait_for_termination()
     finally:
@@ -104,7 +104,7 @@ async def serve(checkpoint: str, port: int, batch: BatchConfig, device: str = "c
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one, printed)")
     p.add_argument("--max-batch-size", type=int, default=BatchConfig.max_batch_size)
     p.add_argument("--batch-wait-timeout-s", type=float, default=BatchConfig.batch_wait_timeout_s)
     p.add_argument("--adaptive-wait", action="store_true", help="skip the wait while requests do not overlap")

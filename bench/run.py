@@ -58,6 +58,9 @@ class BenchConfig:
     # "cuda": the model alone, the plain server and both Ray deployments run on the GPU
     # (the two Ray replicas take half a GPU each). Torch threads then matter little.
     device: str = "cpu"
+    # False: the model alone, the plain server and Explain in-process only, nothing imports Ray
+    # (a machine without Ray, such as the lent GPU machine: bench/gpu_check.sh)
+    ray: bool = True
 
     @staticmethod
     def quick(checkpoint: str) -> "BenchConfig":
@@ -65,19 +68,24 @@ class BenchConfig:
                            open_loop_fractions=(0.5,), explain_steps=(16,), explain_repeats=2)
 
 
-def _versions() -> dict:
+def _versions(with_ray: bool) -> dict:
     import grpc
-    import ray
 
     here = Path(__file__).parent
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=here).stdout.strip()
     if commit and subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
                                  text=True, cwd=here).stdout.strip():
         commit += "+dirty"  # the measured code is not exactly that commit
-    return {"python": platform.python_version(), "torch": torch.__version__, "ray": ray.__version__,
+    return {"python": platform.python_version(), "torch": torch.__version__, "ray": _ray_version() if with_ray else None,
             "grpcio": grpc.__version__, "git_commit": commit or None,
             "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}}
+
+
+def _ray_version() -> str:
+    import ray
+
+    return ray.__version__
 
 
 def _queries(ckpt, n: int, history: int, k: int, seed: int = 0):
@@ -173,17 +181,15 @@ def _mean_batch_size(before: dict, after: dict) -> float | None:
 @contextmanager
 def _plain_server(config: BenchConfig):
     """The plain grpc.aio server in its own process: yields (target, batch-size histogram getter)."""
-    from attnrec.serving.server import free_port
-
-    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "attnrec.bench.plain_server", "--checkpoint", config.checkpoint,
-                               "--port", str(port), "--max-batch-size", str(config.max_batch_size),
+                               "--max-batch-size", str(config.max_batch_size),
                                "--batch-wait-timeout-s", str(config.batch_wait_timeout_s),
                                *(["--adaptive-wait"] if config.adaptive_wait else []),
                                "--threads", str(config.threads), "--device", config.device],
                               stdout=subprocess.PIPE, text=True)
     try:
-        if server.stdout.readline().strip() != "ready":
+        ready, _, port = server.stdout.readline().strip().partition(" ")
+        if ready != "ready":
             raise RuntimeError("plain gRPC server did not start")
 
         def histogram() -> dict:
@@ -207,7 +213,8 @@ class _RayService:
     def __init__(self, config: BenchConfig):
         from ray import serve
 
-        from attnrec.serving.app import APP_NAME, DEFAULT_CONFIG, ServeFile
+        from attnrec.serving.app import APP_NAME, ServeFile
+        from attnrec.serving.config import DEFAULT_CONFIG
         from attnrec.serving.config import ServingConfig
         from attnrec.serving.server import free_port, start_ray, start_service
 
@@ -279,6 +286,9 @@ def servers(config: BenchConfig, items: str, bar) -> tuple[dict, dict]:
     plain: dict = {"recommend": []}
     ray_results: dict = {ingress: {"batching_on": [], "batching_off": []} for ingress in INGRESSES}
     with _plain_server(config) as (plain_target, plain_histogram):
+        if not config.ray:
+            _plain_only(plain, plain_target, plain_histogram, items, config, bar)
+            return plain, {}
         ray = _RayService(config)
         try:
             for c in config.concurrency:
@@ -307,6 +317,18 @@ def servers(config: BenchConfig, items: str, bar) -> tuple[dict, dict]:
     return plain, ray_results
 
 
+def _plain_only(plain: dict, target: str, histogram, items: str, config: BenchConfig, bar) -> None:
+    """The plain server's share of `servers`, for a run without Ray."""
+    for c in config.concurrency:
+        bar.set_postfix_str(f"Recommend, {c} in flight: plain")
+        plain["recommend"].append(_point(target, histogram, items, config, c))
+        bar.update()
+    bar.set_postfix_str("open loop, RecommendBatch")
+    plain["open_loop"] = _open_loop(target, plain["recommend"], items, config)
+    plain["recommend_batch"] = _load(target, items, "batch", config, 2)
+    bar.update()
+
+
 def run(config: BenchConfig, out: Path, progress: bool = True) -> dict:
     from attnrec.model.checkpoint import load_checkpoint
     from attnrec.model.train import resolve_device
@@ -316,7 +338,7 @@ def run(config: BenchConfig, out: Path, progress: bool = True) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(list(ckpt.items.ids), f)
         items = f.name
-    steps = 2 + 2 * len(config.concurrency) + 1
+    steps = 2 + (2 if config.ray else 1) * len(config.concurrency) + 1
     bar = tqdm(total=steps, desc="bench", unit="step", disable=not progress)
     bar.set_postfix_str("model alone")
     results = {"model_alone": model_alone(config, out)}
@@ -324,10 +346,12 @@ def run(config: BenchConfig, out: Path, progress: bool = True) -> dict:
     bar.set_postfix_str("explain methods")
     results["explain_methods"] = explain_methods(ckpt, config)
     bar.update()
-    results["plain_grpc"], results["ray_serve"] = servers(config, items, bar)
+    results["plain_grpc"], ray_results = servers(config, items, bar)
+    if ray_results:
+        results["ray_serve"] = ray_results
     bar.close()
     os.unlink(items)
-    report = {"config": asdict(config), "versions": _versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    report = {"config": asdict(config), "versions": _versions(config.ray), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "model_version": ckpt.metadata.get("model_version"), "results": results, "ratios": ratios(results, config.threads)}
     (out / "bench.json").write_text(json.dumps(report, indent=2))
     plot(report, out)
@@ -340,7 +364,7 @@ def _at(sweep: list[dict], c: int) -> dict | None:
 
 def _ray(results: dict, ingress: str) -> dict | None:
     """One ingress's results; files written before direct ingress was measured hold the proxy's at the top."""
-    ray = results["ray_serve"]
+    ray = results.get("ray_serve", {})
     return ray.get(ingress) or (ray if ingress == "proxy" and "batching_on" in ray else None)
 
 
@@ -439,7 +463,8 @@ def table(report: dict) -> str:
                          f"{e['calls_per_s']:.2f} calls/s, p50 {e['p50_ms']} ms, p99 {e['p99_ms']} ms")
     lines.append("Explain in-process, p50 ms: " + ", ".join(f"{x['method']} @{x['n_steps']} steps {x['p50_ms']}"
                                                           for x in r["explain_methods"]))
-    lines.append("ratios: " + ", ".join(f"{k} = {v}" for k, v in report["ratios"].items()))
+    lines.append("ratios: " + (", ".join(f"{k} = {v}" for k, v in report["ratios"].items())
+                               or "none, no Ray Serve layer in this run"))
     return "\n".join(lines)
 
 

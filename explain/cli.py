@@ -36,7 +36,7 @@ def _split(text: str) -> list[str]:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from attnrec.model.checkpoint import load_checkpoint
-    from attnrec.serving.app import resolve_checkpoint
+    from attnrec.serving.config import resolve_checkpoint
     from attnrec.serving.codec import Catalog, InvalidArgument
     from attnrec.serving.config import ServingConfig
     from attnrec.serving.explain_codec import answer_explain
@@ -77,7 +77,7 @@ def cmd_explain_eval(args: argparse.Namespace) -> int:
     from attnrec.model.cli import embedded_movielens
     from attnrec.model.data import load_tables
     from attnrec.model.sequences import Vocab, build_sequences, leave_one_out
-    from attnrec.serving.app import resolve_checkpoint
+    from attnrec.serving.config import resolve_checkpoint
 
     ckpt = load_checkpoint(resolve_checkpoint(args.checkpoint))
     tables = load_tables(args.interactions or embedded_movielens()["interactions"])

@@ -8,18 +8,11 @@ from pathlib import Path
 import yaml
 from ray.serve import Application
 
-from attnrec.serving.config import ServingConfig
+from attnrec.serving.config import DEFAULT_CONFIG, ServingConfig, resolve_checkpoint
 from attnrec.serving.deployments import Explainer, Recommender
 
 APP_NAME = "attnrec"
-DEFAULT_CONFIG = Path(__file__).with_name("serve.yaml")
-DEFAULT_CHECKPOINT = Path(__file__).with_name("default_model")
 SERVICER = "attnrec.v1.recommender_pb2_grpc.add_RecommenderServicer_to_server"
-
-
-def resolve_checkpoint(path: str | None) -> str:
-    """"default" (or nothing) means the checkpoint kept in the repo."""
-    return str(DEFAULT_CHECKPOINT if path in (None, "", "default") else Path(path).resolve())
 
 
 def build_app(config: ServingConfig, options: dict[str, dict] | None = None) -> Application:

@@ -4,8 +4,17 @@ running (batch size, wait timeout) arrive separately through `user_config`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from attnrec.explain.config import ExplainConfig
+
+DEFAULT_CHECKPOINT = Path(__file__).with_name("default_model")  # the MovieLens model kept in the repo
+DEFAULT_CONFIG = Path(__file__).with_name("serve.yaml")  # the Serve config `attnrec serve` reads
+
+
+def resolve_checkpoint(path: str | None) -> str:
+    """"default" (or nothing) means the checkpoint kept in the repo."""
+    return str(DEFAULT_CHECKPOINT if path in (None, "", "default") else Path(path).resolve())
 
 
 @dataclass(frozen=True)

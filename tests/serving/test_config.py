@@ -1,6 +1,7 @@
 import pytest
 
-from attnrec.serving.app import DEFAULT_CONFIG, ServeFile
+from attnrec.serving.app import ServeFile
+from attnrec.serving.config import DEFAULT_CONFIG
 from attnrec.serving.config import BatchConfig
 
 

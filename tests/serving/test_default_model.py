@@ -6,7 +6,7 @@ from attnrec.model.checkpoint import load_checkpoint
 from attnrec.model.cli import embedded_movielens
 from attnrec.model.data import load_tables
 from attnrec.model.evaluate import evaluate_checkpoint
-from attnrec.serving.app import DEFAULT_CHECKPOINT
+from attnrec.serving.config import DEFAULT_CHECKPOINT
 
 
 def test_kept_checkpoint_loads_and_scores_what_it_says():

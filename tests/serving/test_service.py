@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from attnrec.model.checkpoint import load_checkpoint
-from attnrec.serving.app import APP_NAME, DEFAULT_CONFIG, ServeFile, build_app
+from attnrec.serving.app import APP_NAME, ServeFile, build_app
+from attnrec.serving.config import DEFAULT_CONFIG
 from attnrec.serving.client import RecommenderClient
 from attnrec.serving.codec import Catalog, decode_recommend
 from attnrec.serving.config import ServingConfig
