@@ -214,8 +214,7 @@ class _RayService:
         from ray import serve
 
         from attnrec.serving.app import APP_NAME, ServeFile
-        from attnrec.serving.config import DEFAULT_CONFIG
-        from attnrec.serving.config import ServingConfig
+        from attnrec.serving.config import DEFAULT_CONFIG, ServingConfig
         from attnrec.serving.server import free_port, start_ray, start_service
 
         self.config = config
@@ -282,51 +281,40 @@ def _open_loop(target: str, sweep: list[dict], items: str, config: BenchConfig) 
 def servers(config: BenchConfig, items: str, bar) -> tuple[dict, dict]:
     """The plain server and Ray Serve side by side: at each load point the plain server, the proxy
     and direct ingress are measured back to back, so the machine's drift between runs hardly
-    enters their ratios. Returns (plain results, Ray results)."""
+    enters their ratios. Returns (plain results, Ray results: empty when config.ray is off)."""
     plain: dict = {"recommend": []}
-    ray_results: dict = {ingress: {"batching_on": [], "batching_off": []} for ingress in INGRESSES}
     with _plain_server(config) as (plain_target, plain_histogram):
-        if not config.ray:
-            _plain_only(plain, plain_target, plain_histogram, items, config, bar)
-            return plain, {}
-        ray = _RayService(config)
+        ray = _RayService(config) if config.ray else None
+        targets = ray.targets if ray else {}
+        ray_results: dict = {ingress: {"batching_on": [], "batching_off": []} for ingress in targets}
+        names = "plain, proxy, direct" if ray else "plain"
         try:
             for c in config.concurrency:
-                bar.set_postfix_str(f"Recommend, {c} in flight: plain, proxy, direct")
+                bar.set_postfix_str(f"Recommend, {c} in flight: {names}")
                 plain["recommend"].append(_point(plain_target, plain_histogram, items, config, c))
-                for ingress, target in ray.targets.items():
+                for ingress, target in targets.items():
                     ray_results[ingress]["batching_on"].append(_point(target, ray.histogram, items, config, c))
                 bar.update()
-            bar.set_postfix_str("open loop, RecommendBatch, Explain")
+            bar.set_postfix_str("open loop, RecommendBatch" + (", Explain" if ray else ""))
             plain["open_loop"] = _open_loop(plain_target, plain["recommend"], items, config)
-            for ingress, target in ray.targets.items():
+            for ingress, target in targets.items():
                 ray_results[ingress]["open_loop"] = _open_loop(target, ray_results[ingress]["batching_on"], items, config)
             plain["recommend_batch"] = _load(plain_target, items, "batch", config, 2)
-            for ingress, target in ray.targets.items():
+            for ingress, target in targets.items():
                 ray_results[ingress]["recommend_batch"] = _load(target, items, "batch", config, 2)
                 ray_results[ingress]["explain"] = _load(target, items, "explain", config, 1)
             bar.update()
-            ray.redeploy(batch_size=1)
-            for c in config.concurrency:
-                bar.set_postfix_str(f"Recommend, batching off, {c} in flight: proxy, direct")
-                for ingress, target in ray.targets.items():
-                    ray_results[ingress]["batching_off"].append(_point(target, ray.histogram, items, config, c))
-                bar.update()
+            if ray:
+                ray.redeploy(batch_size=1)
+                for c in config.concurrency:
+                    bar.set_postfix_str(f"Recommend, batching off, {c} in flight: proxy, direct")
+                    for ingress, target in ray.targets.items():
+                        ray_results[ingress]["batching_off"].append(_point(target, ray.histogram, items, config, c))
+                    bar.update()
         finally:
-            ray.close()
+            if ray:
+                ray.close()
     return plain, ray_results
-
-
-def _plain_only(plain: dict, target: str, histogram, items: str, config: BenchConfig, bar) -> None:
-    """The plain server's share of `servers`, for a run without Ray."""
-    for c in config.concurrency:
-        bar.set_postfix_str(f"Recommend, {c} in flight: plain")
-        plain["recommend"].append(_point(target, histogram, items, config, c))
-        bar.update()
-    bar.set_postfix_str("open loop, RecommendBatch")
-    plain["open_loop"] = _open_loop(target, plain["recommend"], items, config)
-    plain["recommend_batch"] = _load(target, items, "batch", config, 2)
-    bar.update()
 
 
 def run(config: BenchConfig, out: Path, progress: bool = True) -> dict:

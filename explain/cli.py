@@ -36,9 +36,8 @@ def _split(text: str) -> list[str]:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from attnrec.model.checkpoint import load_checkpoint
-    from attnrec.serving.config import resolve_checkpoint
     from attnrec.serving.codec import Catalog, InvalidArgument
-    from attnrec.serving.config import ServingConfig
+    from attnrec.serving.config import ServingConfig, resolve_checkpoint
     from attnrec.serving.explain_codec import answer_explain
     from attnrec.v1 import recommender_pb2 as pb
 

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from attnrec.serving.config import DEFAULT_CONFIG
+from attnrec.serving.config import DEFAULT_CONFIG, resolve_checkpoint
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -50,7 +50,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ray import serve
 
     from attnrec.serving.app import ServeFile
-    from attnrec.serving.config import resolve_checkpoint
     from attnrec.serving.server import direct_ingress_targets, serving_config, start_ray, start_service
 
     serve_file = ServeFile.load(args.config)
