@@ -17,11 +17,27 @@ import json
 import random
 import sys
 import time
+from pathlib import Path
 
 import grpc
 
 from attnrec.v1 import recommender_pb2 as pb
 from attnrec.v1 import recommender_pb2_grpc as pb_grpc
+
+
+def item_ids(source: str) -> list[str]:
+    """Item ids to draw histories from: a checkpoint directory (its item vocabulary), or a
+    JSON file holding a list of ids."""
+    path = Path(source)
+    if path.is_dir():
+        import pyarrow.parquet as pq
+
+        ids = pq.read_table(path / "items.parquet", columns=["item_id"]).column("item_id").to_pylist()
+    else:
+        ids = json.loads(path.read_text())
+    if not isinstance(ids, list) or not ids:
+        raise ValueError(f"{source}: no item ids (want a checkpoint directory or a JSON list of ids)")
+    return [str(i) for i in ids]
 
 
 def make_requests(items: list[str], kind: str, n: int, history: int, k: int, batch: int, seed: int) -> list:
@@ -40,7 +56,7 @@ def make_requests(items: list[str], kind: str, n: int, history: int, k: int, bat
 
 
 async def run(args: argparse.Namespace) -> dict:
-    items = json.loads(open(args.items).read())
+    items = item_ids(args.items)
     requests = make_requests(items, args.kind, 512, args.history, args.k, args.batch, args.seed)
     method = {"recommend": "Recommend", "batch": "RecommendBatch", "explain": "Explain"}[args.kind]
     latencies: list[float] = []
@@ -90,9 +106,12 @@ async def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description="gRPC load generator for attnrec's Recommender service: closed loop "
+                                            "(--concurrency) or open loop (--mode open --rate); prints one JSON line")
     p.add_argument("--target", required=True)
-    p.add_argument("--items", required=True, help="JSON list of item ids to draw histories from")
+    p.add_argument("--items", default=None,
+                   help="where to draw history ids from: a checkpoint directory or a JSON list of ids "
+                        "(default: the checkpoint kept in the repo, which `attnrec serve` serves)")
     p.add_argument("--kind", choices=["recommend", "batch", "explain"], default="recommend")
     p.add_argument("--mode", choices=["closed", "open"], default="closed")
     p.add_argument("--concurrency", type=int, default=8)
@@ -104,7 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=64, help="users per RecommendBatch call")
     p.add_argument("--timeout", type=float, default=60.0)
     p.add_argument("--seed", type=int, default=0)
-    print(json.dumps(asyncio.run(run(p.parse_args(argv)))))
+    args = p.parse_args(argv)
+    if args.items is None:
+        from attnrec.serving.config import DEFAULT_CHECKPOINT
+
+        args.items = str(DEFAULT_CHECKPOINT)
+    print(json.dumps(asyncio.run(run(args))))
     return 0
 
 

@@ -22,7 +22,6 @@ import platform
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -323,9 +322,6 @@ def run(config: BenchConfig, out: Path, progress: bool = True) -> dict:
 
     out.mkdir(parents=True, exist_ok=True)
     ckpt = load_checkpoint(config.checkpoint, resolve_device(config.device))
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(list(ckpt.items.ids), f)
-        items = f.name
     steps = 2 + (2 if config.ray else 1) * len(config.concurrency) + 1
     bar = tqdm(total=steps, desc="bench", unit="step", disable=not progress)
     bar.set_postfix_str("model alone")
@@ -334,11 +330,10 @@ def run(config: BenchConfig, out: Path, progress: bool = True) -> dict:
     bar.set_postfix_str("explain methods")
     results["explain_methods"] = explain_methods(ckpt, config)
     bar.update()
-    results["plain_grpc"], ray_results = servers(config, items, bar)
+    results["plain_grpc"], ray_results = servers(config, config.checkpoint, bar)  # loadgen draws ids from it
     if ray_results:
         results["ray_serve"] = ray_results
     bar.close()
-    os.unlink(items)
     report = {"config": asdict(config), "versions": _versions(config.ray), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "model_version": ckpt.metadata.get("model_version"), "results": results, "ratios": ratios(results, config.threads)}
     (out / "bench.json").write_text(json.dumps(report, indent=2))
