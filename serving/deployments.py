@@ -12,6 +12,7 @@ import logging
 
 import grpc
 from ray import serve
+from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
 from attnrec.model.checkpoint import load_checkpoint
@@ -88,7 +89,13 @@ class Recommender:
             grpc_context.set_code(grpc.StatusCode.UNIMPLEMENTED)
             grpc_context.set_details("Explain: this application was built without an Explainer deployment")
             return pb.ExplainResponse()
-        answer: tuple[bytes, str, str] = await self.explainer.explain.remote(request.SerializeToString())
+        try:
+            answer: tuple[bytes, str, str] = await self.explainer.explain.remote(request.SerializeToString())
+        except BackPressureError as e:  # the Explainer's max_queued_requests: shed load now, not after a long wait
+            grpc_context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
+            grpc_context.set_details(f"Explain: every Explainer replica is busy and its queue is full ({e}); "
+                                     "retry with backoff")
+            return pb.ExplainResponse()
         payload, code, details = answer
         if code:
             grpc_context.set_code(getattr(grpc.StatusCode, code))
@@ -101,7 +108,7 @@ class Recommender:
                 "batch_wait_switches": self.batch_wait.switches}
 
 
-@serve.deployment(max_ongoing_requests=8)
+@serve.deployment(max_ongoing_requests=8, max_queued_requests=8)  # past these, Explain is RESOURCE_EXHAUSTED
 class Explainer:
     """Explanations on their own replicas: heavy (integrated gradients runs n_steps forward
     and backward passes) and rarer than Recommend, so they scale separately and never queue

@@ -1,8 +1,7 @@
 import pytest
 
 from attnrec.serving.app import ServeFile
-from attnrec.serving.config import DEFAULT_CONFIG
-from attnrec.serving.config import BatchConfig
+from attnrec.serving.config import DEFAULT_CONFIG, BatchConfig
 
 
 def test_serve_yaml_parses():

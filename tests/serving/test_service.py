@@ -13,10 +13,9 @@ import pytest
 
 from attnrec.model.checkpoint import load_checkpoint
 from attnrec.serving.app import APP_NAME, ServeFile, build_app
-from attnrec.serving.config import DEFAULT_CONFIG
 from attnrec.serving.client import RecommenderClient
 from attnrec.serving.codec import Catalog, decode_recommend
-from attnrec.serving.config import ServingConfig
+from attnrec.serving.config import DEFAULT_CONFIG, ServingConfig
 from attnrec.serving.ranking import rank
 
 pytestmark = pytest.mark.integration
@@ -192,6 +191,36 @@ def test_concurrent_explanations_are_batched(client):
     assert all(a.contributions and abs(a.convergence_delta) < 0.05 * abs(a.score - a.baseline_score) for a in answers)
     explainer = serve.get_deployment_handle("Explainer", app_name=APP_NAME)
     assert explainer.stats_summary.remote().result()["max_batch_size_seen"] > 1
+
+
+def test_explain_sheds_load_when_the_explainers_queue_is_full(client, service):
+    """Past the Explainer's max_queued_requests, Explain answers RESOURCE_EXHAUSTED at once,
+    naming Explain, instead of queueing; the calls it admits are answered."""
+    from ray import serve
+
+    config, serve_file = service["config"], service["serve_file"]
+    tight = options()
+    tight["Explainer"] = {**tight["Explainer"], "max_ongoing_requests": 1, "max_queued_requests": 1}
+    serve.run(build_app(config, tight), name=APP_NAME, route_prefix=serve_file.route_prefix)
+
+    def call(i: int):
+        try:
+            return client.explain(history=[f"i{i}", f"i{i + 1}", f"i{i + 2}"], n_steps=256)
+        except grpc.RpcError as e:
+            return e
+
+    try:
+        refused, answered = [], []
+        deadline = time.monotonic() + 30  # the Recommender's handle learns the new limit by long poll
+        while not refused and time.monotonic() < deadline:
+            with ThreadPoolExecutor(16) as pool:
+                outcomes = list(pool.map(call, range(16)))
+            refused = [o for o in outcomes if isinstance(o, grpc.RpcError)]
+            answered += [o for o in outcomes if not isinstance(o, grpc.RpcError)]
+        assert refused and answered and all(a.contributions for a in answered)
+        assert all(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and e.details().startswith("Explain") for e in refused)
+    finally:
+        serve.run(build_app(config, options()), name=APP_NAME, route_prefix=serve_file.route_prefix)
 
 
 def test_recommend_unaffected_when_the_explainer_is_killed(client):

@@ -73,7 +73,8 @@ class RecommenderServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Explain(self, request, context):
-        """Why an item is (or would be) recommended to a user context.
+        """Why an item is (or would be) recommended to a user context. RESOURCE_EXHAUSTED when every
+        Explainer replica is busy and its queue is full: retry with backoff.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
