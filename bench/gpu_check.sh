@@ -10,7 +10,9 @@
 # namespace, as setuptools' package-dir maps them.
 #
 #   here, once:    bash bench/gpu_check.sh --fetch    # the wheels it needs there, into .whl/ (git-ignored)
-#   there:         the device tool's run: command "bash bench/gpu_check.sh", carry [".whl"], timeout_s 480
+#   there:         the device tool's run, carry [".whl"], timeout_s 480, command
+#                  "ATTNREC_GIT_COMMIT=<git rev-parse --short HEAD here> bash bench/gpu_check.sh"
+#                  (the copy there has no .git, so the JSON would not know its commit)
 #   dry run here:  DEVICE=cpu ARGS=--quick bash bench/gpu_check.sh    # with what is installed here
 #
 # Results: $OUT/bench-gpu/ there, runs/bench-gpu/ elsewhere: bench.json, bench.png, the

@@ -67,16 +67,29 @@ class BenchConfig:
                            open_loop_fractions=(0.5,), explain_steps=(16,), explain_repeats=2)
 
 
+def _git_commit() -> str | None:
+    """The measured code's commit, "+dirty" when tracked files differ from it. Where there is
+    no git or no .git (the GPU machine gets a bare copy of the working tree), ATTNREC_GIT_COMMIT."""
+    if commit := os.environ.get("ATTNREC_GIT_COMMIT"):
+        return commit
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
+        except OSError:  # no git on this machine
+            return ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if commit and git("status", "--porcelain", "--untracked-files=no"):
+        commit += "+dirty"
+    return commit or None
+
+
 def _versions(with_ray: bool) -> dict:
     import grpc
 
-    here = Path(__file__).parent
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=here).stdout.strip()
-    if commit and subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                 text=True, cwd=here).stdout.strip():
-        commit += "+dirty"  # the measured code is not exactly that commit
     return {"python": platform.python_version(), "torch": torch.__version__, "ray": _ray_version() if with_ray else None,
-            "grpcio": grpc.__version__, "git_commit": commit or None,
+            "grpcio": grpc.__version__, "git_commit": _git_commit(),
             "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}}
 
