@@ -116,23 +116,25 @@ def model_alone(config: BenchConfig, out: Path) -> list[dict]:
     """pytest-benchmark (`bench/test_model_speed.py`) per batch size, in its own process, with
     the servers' thread count (config.threads; Ray gives a replica with num_cpus: 1 one
     thread) and with every core. Its JSON is kept as `model_alone_<n>threads.json`."""
-    rows = []
-    for threads in sorted({config.threads, torch.get_num_threads()}):
-        saved = out / f"model_alone_{threads}threads.json"
-        env = {**os.environ, "ATTNREC_BENCH_CHECKPOINT": config.checkpoint, "ATTNREC_BENCH_DEVICE": config.device,
-               "ATTNREC_BENCH_THREADS": str(threads), "ATTNREC_BENCH_HISTORY": str(config.history),
-               "ATTNREC_BENCH_K": str(config.k), "ATTNREC_BENCH_ROUNDS": str(config.model_rounds),
-               "ATTNREC_BENCH_BATCH_SIZES": ",".join(map(str, config.model_batch_sizes))}
-        cmd = [sys.executable, "-m", "pytest", str(Path(__file__).with_name("test_model_speed.py")), "-q",
-               "-p", "no:cacheprovider", "--import-mode=importlib", "--benchmark-json", str(saved)]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
-        if done.returncode != 0:
-            raise RuntimeError(f"model-alone benchmark failed ({' '.join(cmd)}):\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
-        for b in json.loads(saved.read_text())["benchmarks"]:
-            size, median = b["extra_info"]["batch_size"], b["stats"]["median"]
-            rows.append({"batch_size": size, "threads": threads, "recs_per_s": round(size / median, 1),
-                         "ms_per_batch": round(1000 * median, 3), "rounds": b["stats"]["rounds"]})
-    return rows
+    return [row for threads in sorted({config.threads, torch.get_num_threads()})
+            for row in _pytest_benchmark(config, threads, config.model_batch_sizes,
+                                         out / f"model_alone_{threads}threads.json")]
+
+
+def _pytest_benchmark(config: BenchConfig, threads: int, batch_sizes: tuple[int, ...], saved: Path) -> list[dict]:
+    env = {**os.environ, "ATTNREC_BENCH_CHECKPOINT": config.checkpoint, "ATTNREC_BENCH_DEVICE": config.device,
+           "ATTNREC_BENCH_THREADS": str(threads), "ATTNREC_BENCH_HISTORY": str(config.history),
+           "ATTNREC_BENCH_K": str(config.k), "ATTNREC_BENCH_ROUNDS": str(config.model_rounds),
+           "ATTNREC_BENCH_BATCH_SIZES": ",".join(map(str, batch_sizes))}
+    cmd = [sys.executable, "-m", "pytest", str(Path(__file__).with_name("test_model_speed.py")), "-q",
+           "-p", "no:cacheprovider", "--import-mode=importlib", "--benchmark-json", str(saved)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(f"model-alone benchmark failed ({' '.join(cmd)}):\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
+    return [{"batch_size": b["extra_info"]["batch_size"], "threads": threads,
+             "recs_per_s": round(b["extra_info"]["batch_size"] / b["stats"]["median"], 1),
+             "ms_per_batch": round(1000 * b["stats"]["median"], 3), "rounds": b["stats"]["rounds"]}
+            for b in json.loads(saved.read_text())["benchmarks"]]
 
 
 def explain_methods(ckpt, config: BenchConfig) -> list[dict]:
@@ -290,10 +292,12 @@ def _open_loop(target: str, sweep: list[dict], items: str, config: BenchConfig) 
             for f in config.open_loop_fractions]
 
 
-def servers(config: BenchConfig, items: str, bar) -> tuple[dict, dict]:
+def servers(config: BenchConfig, items: str, bar, out: Path) -> tuple[dict, dict, dict]:
     """The plain server and Ray Serve side by side: at each load point the plain server, the proxy
     and direct ingress are measured back to back, so the machine's drift between runs hardly
-    enters their ratios. Returns (plain results, Ray results: empty when config.ray is off)."""
+    enters their ratios; the model alone is measured again at RecommendBatch's batch size just
+    before RecommendBatch, for the same reason. Returns (plain results, Ray results: empty when
+    config.ray is off, that model-alone row)."""
     plain: dict = {"recommend": []}
     with _plain_server(config) as (plain_target, plain_histogram):
         ray = _RayService(config) if config.ray else None
@@ -311,6 +315,8 @@ def servers(config: BenchConfig, items: str, bar) -> tuple[dict, dict]:
             plain["open_loop"] = _open_loop(plain_target, plain["recommend"], items, config)
             for ingress, target in targets.items():
                 ray_results[ingress]["open_loop"] = _open_loop(target, ray_results[ingress]["batching_on"], items, config)
+            beside_batch = _pytest_benchmark(config, config.threads, (config.batch_users,),
+                                             out / "model_alone_beside_batch.json")[0]
             plain["recommend_batch"] = _load(plain_target, items, "batch", config, 2)
             for ingress, target in targets.items():
                 ray_results[ingress]["recommend_batch"] = _load(target, items, "batch", config, 2)
@@ -326,7 +332,7 @@ def servers(config: BenchConfig, items: str, bar) -> tuple[dict, dict]:
         finally:
             if ray:
                 ray.close()
-    return plain, ray_results
+    return plain, ray_results, beside_batch
 
 
 def run(config: BenchConfig, out: Path, progress: bool = True) -> dict:
@@ -343,7 +349,8 @@ def run(config: BenchConfig, out: Path, progress: bool = True) -> dict:
     bar.set_postfix_str("explain methods")
     results["explain_methods"] = explain_methods(ckpt, config)
     bar.update()
-    results["plain_grpc"], ray_results = servers(config, config.checkpoint, bar)  # loadgen draws ids from it
+    # the load generator draws its ids from the checkpoint
+    results["plain_grpc"], ray_results, results["model_alone_beside_batch"] = servers(config, config.checkpoint, bar, out)
     if ray_results:
         results["ray_serve"] = ray_results
     bar.close()
@@ -370,9 +377,11 @@ def _model_limit(results: dict, threads: int) -> float:
 
 
 def ratios(results: dict, threads: int = 1) -> dict:
-    """The issue's goals, as ratios measured in this run, for each way into Ray Serve."""
+    """The issue's goals, as ratios measured in this run, for each way into Ray Serve.
+    RecommendBatch is set against the model alone at its own batch size, measured just
+    before it (files from before session 4: the best batch size, measured at the start)."""
     plain = max(r["calls_per_s"] for r in results["plain_grpc"]["recommend"])
-    model = _model_limit(results, threads)
+    model = (results.get("model_alone_beside_batch") or {}).get("recs_per_s") or _model_limit(results, threads)
     out = {}
     for ingress in INGRESSES:
         ray = _ray(results, ingress)
@@ -430,6 +439,9 @@ def table(report: dict) -> str:
     lines = ["model alone (batched forward + top-k):"]
     lines += [f"  {m['threads']} thread(s), batch {m['batch_size']:>4}: {m['recs_per_s']:>9,.0f} recs/s  "
               f"{m['ms_per_batch']:>8.2f} ms/batch" for m in r["model_alone"]]
+    if m := r.get("model_alone_beside_batch"):
+        lines.append(f"  again just before RecommendBatch, {m['threads']} thread(s), batch {m['batch_size']}: "
+                     f"{m['recs_per_s']:,.0f} recs/s (RecommendBatch's ratio is read against this)")
     lines.append(f"{'Recommend':<28}{'in flight':>10}{'calls/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
                  f"{'batch':>7}{'client cpu':>11}  errors")
     sweeps = [("plain grpc.aio", r["plain_grpc"]["recommend"])]
@@ -475,7 +487,8 @@ def compare(a: dict, b: dict) -> str:
         out = {f"model alone recs/s ({threads} thread(s))": _model_limit(r, threads),
                "plain gRPC calls/s": max(s["calls_per_s"] for s in r["plain_grpc"]["recommend"]),
                "plain gRPC p50 ms at 1 in flight": p50_at_1(r["plain_grpc"]["recommend"]),
-               "plain gRPC RecommendBatch recs/s": (r["plain_grpc"].get("recommend_batch") or {}).get("recs_per_s")}
+               "plain gRPC RecommendBatch recs/s": (r["plain_grpc"].get("recommend_batch") or {}).get("recs_per_s"),
+               "model alone just before RecommendBatch": (r.get("model_alone_beside_batch") or {}).get("recs_per_s")}
         for ingress in INGRESSES:
             if ray := _ray(r, ingress):
                 out[f"{ingress}: Recommend calls/s"] = max(s["calls_per_s"] for s in ray["batching_on"])

@@ -26,6 +26,9 @@ def test_quick_bench_writes_results(checkpoint, tmp_path, capsys):
         kept = json.loads((tmp_path / f"model_alone_{threads}threads.json").read_text())["benchmarks"]
         assert sorted(b["extra_info"]["batch_size"] for b in kept) == [1, 32]
         assert all(b["stats"]["rounds"] == 3 and b["extra_info"]["threads"] == threads for b in kept)
+    beside = r["model_alone_beside_batch"]  # the model alone again, just before RecommendBatch, at its size
+    assert beside["batch_size"] == saved["config"]["batch_users"] and beside["recs_per_s"] > 0
+    assert (tmp_path / "model_alone_beside_batch.json").exists()
     ray = [r["ray_serve"]["proxy"], r["ray_serve"]["direct_ingress"]]
     for sweep in [r["plain_grpc"]["recommend"]] + [x[label] for x in ray for label in ("batching_on", "batching_off")]:
         assert [s["concurrency"] for s in sweep] == [1, 8]
