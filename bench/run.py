@@ -1,7 +1,8 @@
 """`attnrec bench`: every layer of the serving path measured in one run, side by side.
 
 1. model alone: decoded queries -> batched forward + top-k, per batch size (the limit),
-   by pytest-benchmark (bench/test_model_speed.py)
+   by pytest-benchmark (bench/test_model_speed.py); again at RecommendBatch's size just
+   before RecommendBatch, whose ratio is read against it
 2. plain grpc.aio server with an asyncio micro-batcher (bench/plain_server.py)
 3. Ray Serve gRPC, through the proxy and by direct ingress: Recommend with batching on and
    off, RecommendBatch, Explain
@@ -11,7 +12,7 @@ open-loop runs at fixed rates). The plain server and Ray Serve run side by side,
 load point measures them back to back, so that the ratios between them are taken minutes
 apart at most, never across the machine's drift between runs. Results: JSON (config,
 versions, machine, git commit, every figure), PNG plots, and a table. Nothing here
-asserts a timing.
+asserts a timing. Without Ray (`ray=False`, `--no-ray`): layers 1, 2 and 4 only.
 """
 
 from __future__ import annotations
