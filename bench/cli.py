@@ -63,8 +63,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     try:
         report = run(config, args.out)
     finally:
-        if "ray" in sys.modules:  # a --no-ray run never imported it
-            sys.modules["ray"].shutdown()
+        if config.ray:  # a --no-ray run never imports Ray
+            import ray
+
+            ray.shutdown()
     print(table(report))
     print(f"written to {args.out}/bench.json and bench.png")
     return 0

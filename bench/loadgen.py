@@ -21,6 +21,7 @@ from pathlib import Path
 
 import grpc
 
+from attnrec.serving.config import DEFAULT_CHECKPOINT
 from attnrec.v1 import recommender_pb2 as pb
 from attnrec.v1 import recommender_pb2_grpc as pb_grpc
 
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="gRPC load generator for attnrec's Recommender service: closed loop "
                                             "(--concurrency) or open loop (--mode open --rate); prints one JSON line")
     p.add_argument("--target", required=True)
-    p.add_argument("--items", default=None,
+    p.add_argument("--items", default=str(DEFAULT_CHECKPOINT),
                    help="where to draw history ids from: a checkpoint directory or a JSON list of ids "
                         "(default: the checkpoint kept in the repo, which `attnrec serve` serves)")
     p.add_argument("--kind", choices=["recommend", "batch", "explain"], default="recommend")
@@ -123,12 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=64, help="users per RecommendBatch call")
     p.add_argument("--timeout", type=float, default=60.0)
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    if args.items is None:
-        from attnrec.serving.config import DEFAULT_CHECKPOINT
-
-        args.items = str(DEFAULT_CHECKPOINT)
-    print(json.dumps(asyncio.run(run(args))))
+    print(json.dumps(asyncio.run(run(p.parse_args(argv)))))
     return 0
 
 
