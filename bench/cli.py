@@ -24,6 +24,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-ray", action="store_true",
                    help="only the model alone, the plain server and Explain in-process; never imports Ray "
                         "(for a machine without Ray, e.g. bench/gpu_check.sh on the lent GPU machine)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="measure the servers' layers this many times in a row; goal ratios are then the median, "
+                        "with their range (default 1)")
     p.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"), help="compare two result files")
     p.set_defaults(run=cmd_bench)
 
@@ -60,6 +63,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         config = replace(config, device=args.device)
     if args.no_ray:
         config = replace(config, ray=False)
+    if args.rounds < 1:
+        print(f"attnrec bench: error: --rounds must be at least 1, got {args.rounds}", file=sys.stderr)
+        return 2
+    config = replace(config, rounds=args.rounds)
     try:
         report = run(config, args.out)
     finally:

@@ -12,7 +12,9 @@ open-loop runs at fixed rates). The plain server and Ray Serve run side by side,
 load point measures them back to back, so that the ratios between them are taken minutes
 apart at most, never across the machine's drift between runs. Results: JSON (config,
 versions, machine, git commit, every figure), PNG plots, and a table. Nothing here
-asserts a timing. Without Ray (`ray=False`, `--no-ray`): layers 1, 2 and 4 only.
+asserts a timing. Without Ray (`ray=False`, `--no-ray`): layers 1, 2 and 4 only. With
+`rounds` > 1 (`--rounds N`) layers 2-3 run N times in a row on the same servers, and each
+goal ratio is the median over the rounds, kept with every round's own.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ class BenchConfig:
     # False: the model alone, the plain server and Explain in-process only, nothing imports Ray
     # (a machine without Ray, such as the lent GPU machine: bench/gpu_check.sh)
     ray: bool = True
+    # the servers' layers measured this many times in a row on the same servers; each goal ratio is
+    # then the median over rounds, with its range (the machine drifts 10-30% between runs)
+    rounds: int = 1
 
     @staticmethod
     def quick(checkpoint: str) -> "BenchConfig":
@@ -293,47 +298,62 @@ def _open_loop(target: str, sweep: list[dict], items: str, config: BenchConfig) 
             for f in config.open_loop_fractions]
 
 
-def servers(config: BenchConfig, items: str, bar, out: Path) -> tuple[dict, dict, dict]:
-    """The plain server and Ray Serve side by side: at each load point the plain server, the proxy
-    and direct ingress are measured back to back, so the machine's drift between runs hardly
+def _round(config: BenchConfig, plain_target: str, plain_histogram, ray: "_RayService | None", items: str, bar,
+           beside_batch_json: Path) -> dict:
+    """One round of the servers' layers: at each load point the plain server, the proxy and
+    direct ingress are measured back to back, so the machine's drift between runs hardly
     enters their ratios; the model alone is measured again at RecommendBatch's batch size just
-    before RecommendBatch, for the same reason. Returns (plain results, Ray results: empty when
-    config.ray is off, that model-alone row)."""
+    before RecommendBatch, for the same reason. Leaves Ray's Recommender with batching off."""
     plain: dict = {"recommend": []}
+    targets = ray.targets if ray else {}
+    ray_results: dict = {ingress: {"batching_on": [], "batching_off": []} for ingress in targets}
+    names = "plain, proxy, direct" if ray else "plain"
+    for c in config.concurrency:
+        bar.set_postfix_str(f"Recommend, {c} in flight: {names}")
+        plain["recommend"].append(_point(plain_target, plain_histogram, items, config, c))
+        for ingress, target in targets.items():
+            ray_results[ingress]["batching_on"].append(_point(target, ray.histogram, items, config, c))
+        bar.update()
+    bar.set_postfix_str("open loop, RecommendBatch" + (", Explain" if ray else ""))
+    plain["open_loop"] = _open_loop(plain_target, plain["recommend"], items, config)
+    for ingress, target in targets.items():
+        ray_results[ingress]["open_loop"] = _open_loop(target, ray_results[ingress]["batching_on"], items, config)
+    beside_batch = _pytest_benchmark(config, config.threads, (config.batch_users,), beside_batch_json)[0]
+    plain["recommend_batch"] = _load(plain_target, items, "batch", config, 2)
+    for ingress, target in targets.items():
+        ray_results[ingress]["recommend_batch"] = _load(target, items, "batch", config, 2)
+        ray_results[ingress]["explain"] = _load(target, items, "explain", config, 1)
+    bar.update()
+    if ray:
+        ray.redeploy(batch_size=1)
+        for c in config.concurrency:
+            bar.set_postfix_str(f"Recommend, batching off, {c} in flight: proxy, direct")
+            for ingress, target in ray.targets.items():
+                ray_results[ingress]["batching_off"].append(_point(target, ray.histogram, items, config, c))
+            bar.update()
+    return {"plain_grpc": plain, **({"ray_serve": ray_results} if ray else {}), "model_alone_beside_batch": beside_batch}
+
+
+def servers(config: BenchConfig, items: str, bar, out: Path) -> list[dict]:
+    """The plain server and Ray Serve side by side, config.rounds rounds in a row on the same
+    servers (`_round`). Returns each round's {plain_grpc, ray_serve (when config.ray),
+    model_alone_beside_batch}."""
+    rounds = []
     with _plain_server(config) as (plain_target, plain_histogram):
         ray = _RayService(config) if config.ray else None
-        targets = ray.targets if ray else {}
-        ray_results: dict = {ingress: {"batching_on": [], "batching_off": []} for ingress in targets}
-        names = "plain, proxy, direct" if ray else "plain"
         try:
-            for c in config.concurrency:
-                bar.set_postfix_str(f"Recommend, {c} in flight: {names}")
-                plain["recommend"].append(_point(plain_target, plain_histogram, items, config, c))
-                for ingress, target in targets.items():
-                    ray_results[ingress]["batching_on"].append(_point(target, ray.histogram, items, config, c))
-                bar.update()
-            bar.set_postfix_str("open loop, RecommendBatch" + (", Explain" if ray else ""))
-            plain["open_loop"] = _open_loop(plain_target, plain["recommend"], items, config)
-            for ingress, target in targets.items():
-                ray_results[ingress]["open_loop"] = _open_loop(target, ray_results[ingress]["batching_on"], items, config)
-            beside_batch = _pytest_benchmark(config, config.threads, (config.batch_users,),
-                                             out / "model_alone_beside_batch.json")[0]
-            plain["recommend_batch"] = _load(plain_target, items, "batch", config, 2)
-            for ingress, target in targets.items():
-                ray_results[ingress]["recommend_batch"] = _load(target, items, "batch", config, 2)
-                ray_results[ingress]["explain"] = _load(target, items, "explain", config, 1)
-            bar.update()
-            if ray:
-                ray.redeploy(batch_size=1)
-                for c in config.concurrency:
-                    bar.set_postfix_str(f"Recommend, batching off, {c} in flight: proxy, direct")
-                    for ingress, target in ray.targets.items():
-                        ray_results[ingress]["batching_off"].append(_point(target, ray.histogram, items, config, c))
-                    bar.update()
+            for n in range(1, config.rounds + 1):
+                if ray and n > 1:
+                    ray.redeploy(batch_size=config.max_batch_size)  # batching back on: the previous round ended with it off
+                if config.rounds > 1:
+                    bar.set_description(f"bench, round {n}/{config.rounds}")
+                suffix = "" if n == 1 else f"_round{n}"
+                rounds.append(_round(config, plain_target, plain_histogram, ray, items, bar,
+                                     out / f"model_alone_beside_batch{suffix}.json"))
         finally:
             if ray:
                 ray.close()
-    return plain, ray_results, beside_batch
+    return rounds
 
 
 def run(config: BenchConfig, out: Path, progress: bool = True) -> dict:
@@ -341,8 +361,9 @@ def run(config: BenchConfig, out: Path, progress: bool = True) -> dict:
     from attnrec.model.train import resolve_device
 
     out.mkdir(parents=True, exist_ok=True)
+    versions = _versions(config.ray)  # the commit measured: edits made while the run goes on are not in it
     ckpt = load_checkpoint(config.checkpoint, resolve_device(config.device))
-    steps = 2 + (2 if config.ray else 1) * len(config.concurrency) + 1
+    steps = 2 + config.rounds * ((2 if config.ray else 1) * len(config.concurrency) + 1)
     bar = tqdm(total=steps, desc="bench", unit="step", disable=not progress)
     bar.set_postfix_str("model alone")
     results = {"model_alone": model_alone(config, out)}
@@ -350,13 +371,14 @@ def run(config: BenchConfig, out: Path, progress: bool = True) -> dict:
     bar.set_postfix_str("explain methods")
     results["explain_methods"] = explain_methods(ckpt, config)
     bar.update()
-    # the load generator draws its ids from the checkpoint
-    results["plain_grpc"], ray_results, results["model_alone_beside_batch"] = servers(config, config.checkpoint, bar, out)
-    if ray_results:
-        results["ray_serve"] = ray_results
+    first, *later = servers(config, config.checkpoint, bar, out)  # the load generator draws its ids from the checkpoint
+    results.update(first)  # round 1 in full, where files have always held it
+    if later:
+        results["later_rounds"] = later
     bar.close()
-    report = {"config": asdict(config), "versions": _versions(config.ray), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "model_version": ckpt.metadata.get("model_version"), "results": results, "ratios": ratios(results, config.threads)}
+    report = {"config": asdict(config), "versions": versions, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "model_version": ckpt.metadata.get("model_version"), "results": results,
+              **goal_ratios(results, config.threads)}
     (out / "bench.json").write_text(json.dumps(report, indent=2))
     plot(report, out)
     return report
@@ -375,6 +397,19 @@ def _ray(results: dict, ingress: str) -> dict | None:
 def _model_limit(results: dict, threads: int) -> float:
     """The model alone at the servers' thread count, best batch size: the limit a server approaches."""
     return max(r["recs_per_s"] for r in results["model_alone"] if r["threads"] == threads)
+
+
+def rounds_of(results: dict) -> list[dict]:
+    """Each round's results in round 1's shape (one for files written before rounds)."""
+    return [results] + [{**results, **later} for later in results.get("later_rounds", [])]
+
+
+def goal_ratios(results: dict, threads: int = 1) -> dict:
+    """{"ratios": each goal's median over the rounds, "ratios_by_round": [each round's ratios]}."""
+    by_round = [ratios(r, threads) for r in rounds_of(results)]
+    median = {key: (round(float(np.median(values)), 3) if (values := [r[key] for r in by_round if r[key] is not None])
+                    else None) for key in by_round[0]}
+    return {"ratios": median, "ratios_by_round": by_round}
 
 
 def ratios(results: dict, threads: int = 1) -> dict:
@@ -430,6 +465,8 @@ def plot(report: dict, out: Path) -> None:
     axes[1].set_yscale("log")
     axes[0].legend(fontsize=7)
     axes[1].legend(fontsize=6)
+    if (rounds := report["config"].get("rounds", 1)) > 1:
+        fig.suptitle(f"round 1 of {rounds}", fontsize=9)
     fig.tight_layout()
     fig.savefig(out / "bench.png", dpi=110)
     plt.close(fig)
@@ -472,13 +509,22 @@ def table(report: dict) -> str:
                          f"{e['calls_per_s']:.2f} calls/s, p50 {e['p50_ms']} ms, p99 {e['p99_ms']} ms")
     lines.append("Explain in-process, p50 ms: " + ", ".join(f"{x['method']} @{x['n_steps']} steps {x['p50_ms']}"
                                                           for x in r["explain_methods"]))
-    lines.append("ratios: " + (", ".join(f"{k} = {v}" for k, v in report["ratios"].items())
+    by_round = report.get("ratios_by_round") or [report["ratios"]]
+    if len(by_round) > 1:
+        lines.append(f"the tables above are round 1 of {len(by_round)}; ratios are the median over the rounds [min-max]")
+
+    def spread(key: str) -> str:
+        values = [r[key] for r in by_round if r.get(key) is not None]
+        return f" [{min(values)}-{max(values)}]" if len(values) > 1 else ""
+
+    lines.append("ratios: " + (", ".join(f"{k} = {v}{spread(k)}" for k, v in report["ratios"].items())
                                or "none, no Ray Serve layer in this run"))
     return "\n".join(lines)
 
 
 def compare(a: dict, b: dict) -> str:
-    """Side by side: the ratios and saturated throughputs of two result files."""
+    """Side by side: two result files' throughputs and latencies (round 1) and goal ratios
+    (the median over each file's rounds)."""
     def headline(rep: dict) -> dict:
         r = rep["results"]
         threads = rep["config"].get("threads", 1)
@@ -496,7 +542,7 @@ def compare(a: dict, b: dict) -> str:
                 out[f"{ingress}: Recommend p50 ms at 1 in flight"] = p50_at_1(ray["batching_on"])
                 out[f"{ingress}: RecommendBatch recs/s"] = ray["recommend_batch"]["recs_per_s"]
                 out[f"{ingress}: Explain p50 ms"] = ray["explain"]["p50_ms"]
-        return {**out, **ratios(r, threads)}
+        return {**out, **goal_ratios(r, threads)["ratios"]}  # the median over rounds
 
     ha, hb = headline(a), headline(b)
     lines = [f"{'':<48}{a['versions'].get('git_commit') or 'A':>12}{b['versions'].get('git_commit') or 'B':>12}{'B/A':>8}"]

@@ -14,13 +14,22 @@ pytestmark = pytest.mark.integration
 
 
 def test_quick_bench_writes_results(checkpoint, tmp_path, capsys):
-    """`attnrec bench --quick`, exactly as a user (and CI) runs it."""
+    """`attnrec bench --quick`, as a user (and CI) runs it, in two rounds: round 1 in full where
+    files have always held it, round 2 in `later_rounds`, each goal ratio the median over both."""
     from attnrec.serving.cli import main
 
-    assert main(["bench", "--quick", "--checkpoint", str(checkpoint), "--out", str(tmp_path)]) == 0
+    assert main(["bench", "--quick", "--rounds", "2", "--checkpoint", str(checkpoint), "--out", str(tmp_path)]) == 0
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["versions"]["torch"] and saved["config"]["concurrency"] == [1, 8]
     r = saved["results"]
+    (second,) = r["later_rounds"]  # batching back on after round 1 ended with it off
+    assert all(s["mean_batch_size"] >= 1 and not s["errors"] for s in second["ray_serve"]["direct_ingress"]["batching_on"])
+    assert second["plain_grpc"]["recommend_batch"]["calls"] > 0 and second["model_alone_beside_batch"]["recs_per_s"] > 0
+    assert (tmp_path / "model_alone_beside_batch_round2.json").exists()
+    assert len(saved["ratios_by_round"]) == 2 and saved["ratios_by_round"][0] != saved["ratios_by_round"][1]
+    for key, median in saved["ratios"].items():
+        values = [by_round[key] for by_round in saved["ratios_by_round"]]
+        assert min(values) <= median <= max(values)
     assert {m["batch_size"] for m in r["model_alone"]} == {1, 32} and {m["threads"] for m in r["model_alone"]} >= {1}
     for threads in {m["threads"] for m in r["model_alone"]}:  # pytest-benchmark's own JSON, kept beside ours
         kept = json.loads((tmp_path / f"model_alone_{threads}threads.json").read_text())["benchmarks"]
@@ -42,7 +51,8 @@ def test_quick_bench_writes_results(checkpoint, tmp_path, capsys):
     assert (tmp_path / "bench.png").stat().st_size > 0
     assert set(saved["ratios"]) >= {f"{i}: {k}" for i in ("proxy", "direct_ingress")
                                     for k in ("ray_vs_plain_saturated", "recommend_batch_vs_model_alone")}
-    assert "Ray direct, batching on" in capsys.readouterr().out and "B/A" in compare(saved, saved)
+    printed = capsys.readouterr().out
+    assert "Ray direct, batching on" in printed and "round 1 of 2" in printed and "B/A" in compare(saved, saved)
 
 
 NO_RAY = '''import sys
