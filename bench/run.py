@@ -441,17 +441,24 @@ def plot(report: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def series(r: dict) -> dict[str, list[dict]]:
+        out = {"plain grpc.aio + micro-batcher": r["plain_grpc"]["recommend"]}
+        for ingress, name in INGRESSES.items():
+            if ray := _ray(r, ingress):
+                out[f"Ray Serve {name}, @serve.batch"] = ray["batching_on"]
+                out[f"Ray Serve {name}, batching off"] = ray["batching_off"]
+        return out
+
     r = report["results"]
     threads = report["config"].get("threads", 1)
-    series = {"plain grpc.aio + micro-batcher": r["plain_grpc"]["recommend"]}
-    for ingress, name in INGRESSES.items():
-        if ray := _ray(r, ingress):
-            series[f"Ray Serve {name}, @serve.batch"] = ray["batching_on"]
-            series[f"Ray Serve {name}, batching off"] = ray["batching_off"]
+    later = [series(x) for x in rounds_of(r)[1:]]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name, sweep in series.items():
+    for name, sweep in series(r).items():
         xs = [s["concurrency"] for s in sweep]
-        axes[0].plot(xs, [s["calls_per_s"] for s in sweep], marker="o", label=name)
+        (line,) = axes[0].plot(xs, [s["calls_per_s"] for s in sweep], marker="o", label=name)
+        for other in later:  # later rounds' throughput: unlabelled points in the same colour, for the spread
+            axes[0].plot(xs, [s["calls_per_s"] for s in other[name]], marker="o", linestyle="none",
+                         color=line.get_color(), alpha=0.4)
         (line,) = axes[1].plot(xs, [s["p50_ms"] for s in sweep], marker="o", label=f"{name} p50")
         axes[1].plot(xs, [s["p99_ms"] for s in sweep], marker="x", linestyle="--", color=line.get_color(),
                      label=f"{name} p99")
@@ -466,7 +473,7 @@ def plot(report: dict, out: Path) -> None:
     axes[0].legend(fontsize=7)
     axes[1].legend(fontsize=6)
     if (rounds := report["config"].get("rounds", 1)) > 1:
-        fig.suptitle(f"round 1 of {rounds}", fontsize=9)
+        fig.suptitle(f"round 1 of {rounds}; faint points: throughput in the later rounds", fontsize=9)
     fig.tight_layout()
     fig.savefig(out / "bench.png", dpi=110)
     plt.close(fig)
