@@ -521,7 +521,7 @@ def table(report: dict) -> str:
         lines.append(f"the tables above are round 1 of {len(by_round)}; ratios are the median over the rounds [min-max]")
 
     def spread(key: str) -> str:
-        values = [r[key] for r in by_round if r.get(key) is not None]
+        values = [one[key] for one in by_round if one.get(key) is not None]
         return f" [{min(values)}-{max(values)}]" if len(values) > 1 else ""
 
     lines.append("ratios: " + (", ".join(f"{k} = {v}{spread(k)}" for k, v in report["ratios"].items())
