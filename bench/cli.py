@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from attnrec.serving.config import BatchConfig
+
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="throughput and latency of every layer, side by side (JSON + plots)")
@@ -14,7 +16,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="a short smoke run (CI): fewer, shorter load points")
     p.add_argument("--out", type=Path, default=Path("runs/bench"), help="directory for bench.json and bench.png")
     p.add_argument("--duration", type=float, help="seconds per load point")
-    p.add_argument("--batch-wait", type=float, help="batch_wait_timeout_s for both servers (default 0.005)")
+    p.add_argument("--batch-wait", type=float,
+                   help=f"batch_wait_timeout_s for both servers (default {BatchConfig.batch_wait_timeout_s})")
     p.add_argument("--adaptive-wait", action="store_true",
                    help="both servers skip the batch wait while requests do not overlap (adaptive_wait: true)")
     p.add_argument("--throughput-optimized", action="store_true",
@@ -35,7 +38,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from attnrec.bench.run import BenchConfig, compare, run, table
-    from attnrec.serving.config import resolve_checkpoint
+    from attnrec.model.checkpoint import resolve_checkpoint
 
     if args.compare:
         a, b = (json.loads(p.read_text()) for p in args.compare)

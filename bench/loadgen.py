@@ -21,7 +21,7 @@ from pathlib import Path
 
 import grpc
 
-from attnrec.serving.config import DEFAULT_CHECKPOINT
+from attnrec.model.checkpoint import DEFAULT_CHECKPOINT
 from attnrec.v1 import recommender_pb2 as pb
 from attnrec.v1 import recommender_pb2_grpc as pb_grpc
 

@@ -18,9 +18,9 @@ import torch
 
 from attnrec.model.checkpoint import load_checkpoint
 from attnrec.model.train import resolve_device
+from attnrec.serving.batching import BatchStats, BatchWait
 from attnrec.serving.codec import Catalog, InvalidArgument, Query, Ranked, decode_recommend, encode_recommend
 from attnrec.serving.config import BatchConfig, ServingConfig
-from attnrec.serving.batching import BatchStats, BatchWait
 from attnrec.serving.ranking import answer_batch, rank
 from attnrec.v1 import recommender_pb2_grpc as pb_grpc
 
@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    asyncio.run(serve(a.checkpoint, a.port, BatchConfig(a.max_batch_size, a.batch_wait_timeout_s, a.adaptive_wait), a.device))
+    batching = BatchConfig(a.max_batch_size, a.batch_wait_timeout_s, a.adaptive_wait)
+    asyncio.run(serve(a.checkpoint, a.port, batching, a.device))
     return 0
 
 

@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from attnrec.serving.config import BatchConfig
+
 
 @dataclass(frozen=True)
 class BenchConfig:
@@ -50,9 +52,9 @@ class BenchConfig:
     # open-loop rates, each a share of that server's own saturated closed-loop rate: light load
     # (where batching's wait shows) to heavy load (where queueing shows)
     open_loop_fractions: tuple[float, ...] = (0.05, 0.5, 0.8)
-    max_batch_size: int = 64
-    batch_wait_timeout_s: float = 0.005
-    adaptive_wait: bool = False  # both servers skip the wait while requests do not overlap (BatchWait)
+    max_batch_size: int = BatchConfig.max_batch_size  # both servers batch as the Recommender does by default
+    batch_wait_timeout_s: float = BatchConfig.batch_wait_timeout_s
+    adaptive_wait: bool = BatchConfig.adaptive_wait  # both servers skip the wait while requests do not overlap
     throughput_optimized: bool = False  # RAY_SERVE_THROUGHPUT_OPTIMIZED=1 for Ray Serve (set before Ray starts)
     # torch threads of the plain server and of the Ray replica alike; the model-alone limit is
     # read at this count. 1 = what Ray gives a replica with num_cpus: 1 (serve.yaml's default).
@@ -68,7 +70,7 @@ class BenchConfig:
     rounds: int = 1
 
     @staticmethod
-    def quick(checkpoint: str) -> "BenchConfig":
+    def quick(checkpoint: str) -> BenchConfig:
         return BenchConfig(checkpoint, concurrency=(1, 8), duration_s=1.5, model_batch_sizes=(1, 32), model_rounds=3,
                            open_loop_fractions=(0.5,), explain_steps=(16,), explain_repeats=2)
 
@@ -298,7 +300,7 @@ def _open_loop(target: str, sweep: list[dict], items: str, config: BenchConfig) 
             for f in config.open_loop_fractions]
 
 
-def _round(config: BenchConfig, plain_target: str, plain_histogram, ray: "_RayService | None", items: str, bar,
+def _round(config: BenchConfig, plain_target: str, plain_histogram, ray: _RayService | None, items: str, bar,
            beside_batch_json: Path) -> dict:
     """One round of the servers' layers: at each load point the plain server, the proxy and
     direct ingress are measured back to back, so the machine's drift between runs hardly

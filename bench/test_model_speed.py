@@ -17,9 +17,8 @@ import pytest
 import torch
 
 from attnrec.bench.run import _queries
-from attnrec.model.checkpoint import load_checkpoint
+from attnrec.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from attnrec.model.train import resolve_device
-from attnrec.serving.config import DEFAULT_CHECKPOINT
 from attnrec.serving.ranking import rank
 
 BATCH_SIZES = [int(b) for b in os.environ.get("ATTNREC_BENCH_BATCH_SIZES", "1,8,32,64,128").split(",")]

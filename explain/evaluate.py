@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from attnrec.explain.config import ExplainConfig
 from attnrec.explain.explain import Explanation, explain
-from attnrec.explain.faithfulness import scores_without
+from attnrec.explain.faithfulness import scores_without, top_k
 from attnrec.model.sasrec import SASRec
 
 METHODS = ("combined", "ig", "deletion", "attention", "rollout", "recent", "random")
@@ -29,10 +29,6 @@ def method_scores(e: Explanation) -> dict[str, np.ndarray]:
     T = len(e.history)
     return {"combined": e.combined[s], "ig": e.attribution[s], "deletion": e.deletion[s], "attention": e.attention[s],
             "rollout": e.rollout[s], "recent": np.arange(T, dtype=np.float64)}
-
-
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    return np.argsort(-scores, kind="stable")[:k]
 
 
 @dataclass

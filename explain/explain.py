@@ -3,8 +3,8 @@ one (history, target) pair, joined into a combined score per history position.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -13,6 +13,7 @@ from attnrec.explain.ablation import deletion_attribution
 from attnrec.explain.attention import final_query_attention, rollout
 from attnrec.explain.attribution import Attribution, integrated_gradients
 from attnrec.explain.config import ExplainConfig
+from attnrec.model.inputs import stack_users
 from attnrec.model.sasrec import SASRec
 from attnrec.model.sequences import left_pad
 
@@ -87,13 +88,7 @@ def explain_batch(
     device = model.item_emb.weight.device
     seq = torch.as_tensor(left_pad([np.asarray(h, dtype=np.int64) for h in histories], model.config.max_len),
                           device=device)  # (B, T)
-    user_t = None
-    if model.config.has_user_token:  # None = an unknown user: every feature missing (code 0)
-        specs = model.config.user_features
-        users = [u if u is not None else [np.zeros(s.max_values if s.multi else (), np.int64) for s in specs]
-                 for u in users]
-        user_t = [torch.as_tensor(np.stack([np.asarray(u[f]) for u in users]), device=device)
-                  for f in range(len(specs))]
+    user_t = stack_users(users, model.config.user_features, device)  # None user = unknown: every code 0
     with torch.no_grad():
         _, attentions = model(seq, user_t, return_attention=True)
         layers = final_query_attention(attentions).double().cpu().numpy()  # (B, L, H, T')

@@ -3,7 +3,7 @@ article's promise that a person sees which category or brand drove a recommendat
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

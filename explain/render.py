@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -48,6 +48,14 @@ def png(e: Explanation, labels: Sequence[str], title: str) -> bytes:
     return buf.getvalue()
 
 
+def _score_line(e: Explanation) -> str:
+    """The score, and what integrated gradients says of it when it ran."""
+    if e.convergence_delta is None:
+        return f"score {e.score:.3f}; integrated gradients not run"
+    return (f"score {e.score:.3f} (baseline {e.baseline_score:.3f}); IG {e.n_steps} steps, "
+            f"convergence delta {e.convergence_delta:+.2e}")
+
+
 def html_page(e: Explanation, labels: Sequence[str], title: str, features: Sequence[tuple[str, str, float]],
               picture: bytes | None = None) -> str:
     """A self-contained HTML page: per-position table with shaded cells, top features, the PNG."""
@@ -58,7 +66,8 @@ def html_page(e: Explanation, labels: Sequence[str], title: str, features: Seque
     top = float(np.abs(e.combined).max()) or 1.0
     rows = "".join(
         f"<tr><td>{html.escape(label)}</td><td>{e.attention[i]:.3f}</td><td>{e.rollout[i]:.3f}</td>"
-        f"<td>{e.attribution[i]:+.3f}</td><td style='background:{shade(e.combined[i], top)}'>{e.combined[i]:+.3f}</td></tr>"
+        f"<td>{e.attribution[i]:+.3f}</td>"
+        f"<td style='background:{shade(e.combined[i], top)}'>{e.combined[i]:+.3f}</td></tr>"
         for i, label in enumerate(labels)
     )
     feats = "".join(f"<tr><td>{html.escape(f)}</td><td>{html.escape(v)}</td><td>{a:+.3f}</td></tr>"
@@ -66,10 +75,11 @@ def html_page(e: Explanation, labels: Sequence[str], title: str, features: Seque
     img = f"<img src='data:image/png;base64,{base64.b64encode(picture).decode()}'>" if picture else ""
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-            "td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}td:first-child{text-align:left}</style>"
+            "td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}"
+            "td:first-child{text-align:left}</style>"
             f"</head><body><h2>{html.escape(title)}</h2>"
-            f"<p>score {e.score:.3f} (baseline {e.baseline_score:.3f}); IG {e.n_steps} steps, "
-            f"convergence delta {e.convergence_delta:+.2e}</p>"
-            "<table><tr><th>history (oldest first)</th><th>attention</th><th>rollout</th><th>IG</th><th>combined</th></tr>"
+            f"<p>{html.escape(_score_line(e))}</p>"
+            "<table><tr><th>history (oldest first)</th><th>attention</th><th>rollout</th><th>IG</th>"
+            "<th>combined</th></tr>"
             f"{rows}</table><h3>Features</h3><table><tr><th>feature</th><th>value</th><th>IG</th></tr>{feats}</table>"
             f"{img}</body></html>")

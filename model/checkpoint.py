@@ -11,9 +11,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -23,8 +23,16 @@ from safetensors.torch import load_file, save_file
 
 from attnrec.model.config import ModelConfig
 from attnrec.model.features import FeatureEncoder, encode_table, encoders_from_json, encoders_to_json
+from attnrec.model.inputs import user_input
 from attnrec.model.sasrec import SASRec
 from attnrec.model.sequences import Vocab
+
+DEFAULT_CHECKPOINT = Path(__file__).with_name("default_model")  # the embedded MovieLens model, served by default
+
+
+def resolve_checkpoint(path: str | Path | None) -> str:
+    """"default" (or nothing) means the embedded checkpoint; anything else, that directory."""
+    return str(DEFAULT_CHECKPOINT if path in (None, "", "default") else Path(path).resolve())
 
 
 @dataclass
@@ -47,7 +55,7 @@ class Checkpoint:
         """The model's user input for user indices (B,), 0 = unknown; None when the model has no user token."""
         if not self.config.has_user_token:
             return None
-        return [torch.as_tensor(c[user_index], device=device) for c in self.user_codes]
+        return user_input(self.user_codes, user_index, device)
 
     def save(self, directory: str | Path) -> None:
         d = Path(directory)

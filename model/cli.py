@@ -58,7 +58,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     for name, helptext in (("train", "train a model; best epoch by validation NDCG@10 is kept"),
                            ("evaluate", "leave-one-out full-ranking HR@10/NDCG@10 against popularity")):
         p = sub.add_parser(name, help=helptext)
-        p.add_argument("--interactions", type=Path, help="Parquet: user_id, item_id, timestamp (default: embedded MovieLens)")
+        p.add_argument("--interactions", type=Path,
+                       help="Parquet: user_id, item_id, timestamp (default: embedded MovieLens)")
         p.add_argument("--items", type=Path, help="Parquet: item_id + feature columns")
         p.add_argument("--users", type=Path, help="Parquet: user_id + feature columns")
         p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

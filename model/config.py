@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 
 @dataclass(frozen=True)
@@ -43,15 +43,11 @@ class ModelConfig:
         return json.dumps(asdict(self), indent=2)
 
     @staticmethod
-    def from_json(text: str) -> "ModelConfig":
+    def from_json(text: str) -> ModelConfig:
         d = json.loads(text)
         d["item_features"] = tuple(FeatureSpec(**f) for f in d.get("item_features", ()))
         d["user_features"] = tuple(FeatureSpec(**f) for f in d.get("user_features", ()))
         return ModelConfig(**d)
-
-    def without_features(self) -> "ModelConfig":
-        """The same model with item ids and positions only (the ablation)."""
-        return replace(self, item_features=(), user_features=())
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,13 @@ constant-score baseline is not flattered). HR@K = rank < K; NDCG@K = 1/log2(rank
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
+from attnrec.model.inputs import user_input
 from attnrec.model.sequences import Split, left_pad
 
 K = 10
@@ -127,7 +128,7 @@ def evaluate_checkpoint(directory, tables, device: str = "auto", history_limit: 
     def user_inputs(rows: np.ndarray) -> list | None:
         if not ckpt.config.has_user_token:
             return None
-        return [torch.as_tensor(c[split.full.users[rows]], device=dev) for c in user_codes]
+        return user_input(user_codes, split.full.users[rows], dev)
 
     test = cases(split, "test")
     if history_limit:  # short-history users: only the most recent items are given (and masked)

@@ -19,8 +19,8 @@ learn nothing the item id does not. Naming such a column explicitly keeps it, ca
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import numpy as np
 import pyarrow as pa

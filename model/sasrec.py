@@ -203,7 +203,7 @@ class SASRec(nn.Module):
         """Feature codes of item indices (...,) -> per feature (...,) or (..., L)."""
         return [getattr(self, f"item_codes_{i}")[items] for i in range(len(self.config.item_features))]
 
-    def train(self, mode: bool = True) -> "SASRec":
+    def train(self, mode: bool = True) -> SASRec:
         self._item_table = None
         return super().train(mode)
 
@@ -217,7 +217,8 @@ class SASRec(nn.Module):
         if self.training or torch.is_grad_enabled():
             return self.item_vectors(torch.arange(self.config.n_items + 1, device=self.item_emb.weight.device))
         if self._item_table is None:
-            self._item_table = self.item_vectors(torch.arange(self.config.n_items + 1, device=self.item_emb.weight.device))
+            every_item = torch.arange(self.config.n_items + 1, device=self.item_emb.weight.device)
+            self._item_table = self.item_vectors(every_item)
         return self._item_table
 
     def embed_parts(self, seq: Tensor, user: list[Tensor] | None = None) -> list[Tensor]:
@@ -331,6 +332,7 @@ class SASRec(nn.Module):
         negatives = torch.randint(1, self.config.n_items + 1, (self.config.n_negatives,), device=h.device)
         pos = (h * self.item_vectors(targets)).sum(-1, keepdim=True)  # (M, 1)
         neg = h @ self.item_vectors(negatives).T  # (M, K)
-        neg = neg.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))  # a sampled positive is no negative
+        # a sampled positive is no negative
+        neg = neg.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))
         logits = torch.cat([pos, neg], dim=1)  # (M, 1 + K)
         return F.cross_entropy(logits, torch.zeros_like(targets))

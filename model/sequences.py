@@ -8,8 +8,8 @@ order of the file (a stable sort), so the split is the same on every run.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -32,7 +32,7 @@ class Vocab:
         return pc.fill_null(pc.add(index, 1), 0).to_numpy(zero_copy_only=False).astype(np.int64)
 
     @staticmethod
-    def from_columns(*columns: pa.ChunkedArray | pa.Array) -> "Vocab":
+    def from_columns(*columns: pa.ChunkedArray | pa.Array) -> Vocab:
         """A sorted vocabulary of the distinct values of string columns."""
         values = pa.chunked_array([c for col in columns for c in getattr(col, "chunks", [col])], pa.string())
         unique = pc.unique(values)

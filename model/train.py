@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from attnrec.model.config import FeatureSpec, ModelConfig, TrainConfig
 from attnrec.model.data import DataError, Tables
 from attnrec.model.evaluate import cases, evaluate, model_scorer, popularity_scorer
 from attnrec.model.features import EncoderConfig, FeatureEncoder, fit_encoders
+from attnrec.model.inputs import user_input
 from attnrec.model.sasrec import Batch, SASRec
 from attnrec.model.sequences import Split, Vocab, build_sequences, fingerprint, leave_one_out
 
@@ -65,7 +66,8 @@ def prepare(
     seqs, dropped = build_sequences(tables.interactions, items, users)
     assert dropped == 0  # the vocabulary was built from these interactions
     if tables.items is not None:
-        missing = len(items) - int(np.isin(items.ids, tables.items.column("item_id").to_numpy(zero_copy_only=False)).sum())
+        described = tables.items.column("item_id").to_numpy(zero_copy_only=False)
+        missing = len(items) - int(np.isin(items.ids, described).sum())
         if missing:
             log.warning("items table: %d of %d interacted items have no row; their features are 'missing'",
                         missing, len(items))
@@ -105,10 +107,7 @@ def make_batch(split: Split, windows: np.ndarray, user_codes: list[np.ndarray], 
         n = end - first
         seq[b, T - n :] = items[first - 1 : end - 1]
         targets[b, T - n :] = items[first:end]
-    user = None
-    if user_codes:
-        u = split.train.users[windows[:, 0]]
-        user = [torch.as_tensor(c[u], device=device) for c in user_codes]
+    user = user_input(user_codes, split.train.users[windows[:, 0]], device) if user_codes else None
     return Batch(torch.as_tensor(seq, device=device), torch.as_tensor(targets, device=device), user)
 
 

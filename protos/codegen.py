@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         problems = stale()
         for p in problems:
             print(p, file=sys.stderr)
-        print("generated code is stale: run python -m attnrec.protos.codegen" if problems else "generated code is fresh")
+        fresh = "generated code is fresh"
+        print("generated code is stale: run python -m attnrec.protos.codegen" if problems else fresh)
         return 1 if problems else 0
     for f in generate(GENERATED):
         print(GENERATED / f)

@@ -8,7 +8,8 @@ from pathlib import Path
 import yaml
 from ray.serve import Application
 
-from attnrec.serving.config import DEFAULT_CONFIG, ServingConfig, resolve_checkpoint
+from attnrec.model.checkpoint import resolve_checkpoint
+from attnrec.serving.config import DEFAULT_CONFIG, ServingConfig
 from attnrec.serving.deployments import Explainer, Recommender
 
 APP_NAME = "attnrec"
@@ -41,7 +42,7 @@ class ServeFile:
     deployments: dict[str, dict] = field(default_factory=dict)
 
     @staticmethod
-    def load(path: str | Path = DEFAULT_CONFIG) -> "ServeFile":
+    def load(path: str | Path = DEFAULT_CONFIG) -> ServeFile:
         doc = yaml.safe_load(Path(path).read_text())
         apps = [a for a in doc.get("applications", []) if a.get("name") == APP_NAME] or doc.get("applications", [])
         if not apps:

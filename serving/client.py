@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import grpc
 
@@ -23,7 +23,7 @@ class RecommenderClient:
         self.stub = pb_grpc.RecommenderStub(self.channel)
         self.timeout = timeout
 
-    def __enter__(self) -> "RecommenderClient":
+    def __enter__(self) -> RecommenderClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -53,8 +53,12 @@ class RecommenderClient:
 
     def explain(self, history: Sequence[str] = (), item_id: str = "", user_id: str = "", n_steps: int = 0,
                 include_image: bool = False, include_html: bool = False, include_faithfulness: bool = False,
+                methods: Sequence[str] = (), top_k: int = 0, user_features: Mapping[str, str] | None = None,
                 timeout: float | None = None) -> pb.ExplainResponse:
+        """Why `item_id` (or, when empty, the top `top_k` recommendations) for this user context;
+        `methods` from "ig", "deletion", "combined" (empty: all). Explain's deadline is at least 120 s."""
         req = pb.ExplainRequest(user_id=user_id, history=[str(h) for h in history], item_id=item_id,
                                 n_steps=n_steps, include_image=include_image, include_html=include_html,
-                                include_faithfulness=include_faithfulness)
+                                include_faithfulness=include_faithfulness, methods=list(methods), top_k=top_k,
+                                user_features=dict(user_features or {}))
         return self.stub.Explain(req, timeout=timeout or max(self.timeout, 120.0))

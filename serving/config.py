@@ -8,13 +8,7 @@ from pathlib import Path
 
 from attnrec.explain.config import ExplainConfig
 
-DEFAULT_CHECKPOINT = Path(__file__).with_name("default_model")  # the MovieLens model kept in the repo
 DEFAULT_CONFIG = Path(__file__).with_name("serve.yaml")  # the Serve config `attnrec serve` reads
-
-
-def resolve_checkpoint(path: str | None) -> str:
-    """"default" (or nothing) means the checkpoint kept in the repo."""
-    return str(DEFAULT_CHECKPOINT if path in (None, "", "default") else Path(path).resolve())
 
 
 @dataclass(frozen=True)
@@ -41,7 +35,7 @@ class BatchConfig:
     adaptive_wait: bool = False
 
     @staticmethod
-    def from_user_config(user_config: dict) -> "BatchConfig":
+    def from_user_config(user_config: dict) -> BatchConfig:
         unknown = set(user_config) - {"max_batch_size", "batch_wait_timeout_s", "adaptive_wait"}
         if unknown:
             raise ValueError(f"user_config: unknown keys {sorted(unknown)}")

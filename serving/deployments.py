@@ -9,6 +9,8 @@ explanations never hold up Recommend's replicas.
 from __future__ import annotations
 
 import logging
+import uuid
+from dataclasses import asdict
 
 import grpc
 from ray import serve
@@ -17,10 +19,10 @@ from ray.serve.handle import DeploymentHandle
 
 from attnrec.model.checkpoint import load_checkpoint
 from attnrec.model.train import resolve_device
+from attnrec.serving.batching import BatchStats, BatchWait
 from attnrec.serving.codec import Catalog, InvalidArgument, Query, Ranked, decode_recommend, encode_recommend
 from attnrec.serving.config import BatchConfig, ServingConfig
 from attnrec.serving.explain_codec import answer_explains
-from attnrec.serving.batching import BatchStats, BatchWait
 from attnrec.serving.ranking import answer_batch, rank
 from attnrec.v1 import recommender_pb2 as pb
 
@@ -32,8 +34,10 @@ def _invalid(grpc_context, error: Exception) -> None:
     grpc_context.set_details(str(error))
 
 
-@serve.deployment(max_ongoing_requests=256, user_config={"max_batch_size": 64, "batch_wait_timeout_s": 0.005,
-                                                          "adaptive_wait": False})
+DEFAULT_BATCH = BatchConfig()  # batching defaults come from BatchConfig alone (serve.yaml and bench leave them out)
+
+
+@serve.deployment(max_ongoing_requests=256, user_config=asdict(DEFAULT_BATCH))
 class Recommender:
     def __init__(self, config: ServingConfig, explainer: DeploymentHandle | None = None):
         self.config = config
@@ -42,7 +46,7 @@ class Recommender:
         self.catalog = Catalog(ckpt)
         self.explainer = explainer
         self.stats = BatchStats()
-        self.batch_config = BatchConfig()  # replaced by reconfigure() when Serve passes a user_config
+        self.batch_config = DEFAULT_BATCH  # replaced by reconfigure() when Serve passes a user_config
         self.batch_wait = BatchWait(self.batch_config)
         self.in_flight = 0  # Recommend calls between decoding and answer: the batch and its queue
         log.info("Recommender loaded %s (%s, %d items) on %s", config.checkpoint, self.catalog.model_version,
@@ -55,7 +59,7 @@ class Recommender:
         self.batch_config = batch
         self.batch_wait = BatchWait(batch)
 
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
+    @serve.batch(max_batch_size=DEFAULT_BATCH.max_batch_size, batch_wait_timeout_s=DEFAULT_BATCH.batch_wait_timeout_s)
     async def _rank_batched(self, queries: list[Query]) -> list[Ranked]:
         self.stats.record(len(queries))
         self._rank_batched.set_batch_wait_timeout_s(self.batch_wait.after(self.in_flight))  # for the next batch
@@ -77,7 +81,8 @@ class Recommender:
     async def RecommendBatch(self, request: pb.RecommendBatchRequest, grpc_context) -> pb.RecommendBatchResponse:
         n = len(request.requests)
         if not 1 <= n <= self.config.max_batch_requests:
-            _invalid(grpc_context, InvalidArgument("requests", f"{n} entries, expected 1..{self.config.max_batch_requests}"))
+            limit = self.config.max_batch_requests
+            _invalid(grpc_context, InvalidArgument("requests", f"{n} entries, expected 1..{limit}"))
             return pb.RecommendBatchResponse()
         response, sizes = answer_batch(request, self.model, self.catalog, self.config, self.batch_config.max_batch_size)
         for size in sizes:
@@ -129,9 +134,21 @@ class Explainer:
     async def _explain_batched(self, payloads: list[bytes]) -> list[tuple[bytes, str, str]]:
         self.stats.record(len(payloads))
         requests = [pb.ExplainRequest.FromString(p) for p in payloads]
-        return [(b"", "INVALID_ARGUMENT", str(a)) if isinstance(a, InvalidArgument) else (a.SerializeToString(), "", "")
-                for a in answer_explains(requests, self.ckpt, self.catalog, self.config)]
+        return [_explain_wire(a) for a in answer_explains(requests, self.ckpt, self.catalog, self.config)]
 
     def stats_summary(self) -> dict:
         """Explanation batch sizes formed so far (call through a DeploymentHandle)."""
         return self.stats.summary()
+
+
+def _explain_wire(answer: pb.ExplainResponse | Exception) -> tuple[bytes, str, str]:
+    """(serialized response, status code name or "", details) for the Recommender to answer with.
+    A server fault reaches the client as a short message and an error id; its traceback goes
+    to the Explainer's log under that id."""
+    if isinstance(answer, InvalidArgument):
+        return b"", "INVALID_ARGUMENT", str(answer)
+    if isinstance(answer, Exception):
+        error_id = uuid.uuid4().hex[:12]
+        log.error("Explain failed, error id %s", error_id, exc_info=answer)
+        return b"", "INTERNAL", f"Explain failed on the server (error id {error_id}); the server log has the details"
+    return answer.SerializeToString(), "", ""

@@ -7,23 +7,25 @@ no Python loop runs over catalogue items.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+from attnrec.model.inputs import stack_users
 from attnrec.model.sasrec import PAD, SASRec
 from attnrec.model.sequences import left_pad
-from attnrec.serving.codec import (Catalog, InvalidArgument, Query, Ranked, decode_recommend, encode_error,
-                                   encode_recommend)
+from attnrec.serving.codec import (
+    Catalog,
+    InvalidArgument,
+    Query,
+    Ranked,
+    decode_recommend,
+    encode_error,
+    encode_recommend,
+)
 from attnrec.serving.config import ServingConfig
 from attnrec.v1 import recommender_pb2 as pb
-
-
-def _stack_users(queries: Sequence[Query], device: torch.device) -> list[torch.Tensor] | None:
-    if queries[0].user is None:
-        return None
-    return [torch.as_tensor(np.stack([q.user[f] for q in queries]), device=device) for f in range(len(queries[0].user))]
 
 
 def _pad(rows: Sequence[np.ndarray]) -> np.ndarray:
@@ -48,7 +50,7 @@ def rank(model: SASRec, queries: Sequence[Query]) -> list[Ranked]:
         return []
     device = model.item_emb.weight.device
     seq = torch.as_tensor(left_pad([q.history for q in queries], model.config.max_len), device=device)
-    state = model.encode(seq, _stack_users(queries, device))  # (B, D)
+    state = model.encode(seq, stack_users([q.user for q in queries], model.config.user_features, device))  # (B, D)
     out: list[Ranked | None] = [None] * len(queries)
     full = [i for i, q in enumerate(queries) if q.candidates is None]
     if full:

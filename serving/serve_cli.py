@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from attnrec.serving.config import DEFAULT_CONFIG, resolve_checkpoint
+from attnrec.model.checkpoint import resolve_checkpoint
+from attnrec.serving.config import DEFAULT_CONFIG
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

@@ -78,7 +78,8 @@ def start_service(config: ServingConfig, serve_file: ServeFile, grpc_port: int, 
         if status.status == "DEPLOY_FAILED":
             raise RuntimeError(f"attnrec failed to deploy: {status.message}")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"attnrec not running after {blocking_timeout_s:.0f} s: {status.status} {status.message}")
+            raise TimeoutError(f"attnrec not running after {blocking_timeout_s:.0f} s: "
+                               f"{status.status} {status.message}")
         time.sleep(0.5)
 
 

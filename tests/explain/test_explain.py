@@ -54,7 +54,7 @@ def test_completeness_at_the_default_steps(seed):
     total = sum(float(p.sum()) for p in a.parts)
     gap = a.score - a.baseline_score
     assert abs(total - gap - a.convergence_delta) < 1e-4  # delta is what it says it is
-    assert abs(a.convergence_delta) < 0.05 * abs(gap)  # the bound
+    assert abs(a.convergence_delta) < 0.05 * abs(gap)  # completeness within 5% of the gap
 
 
 def test_explanations_ignore_left_padding_and_shapes_line_up():

@@ -1,0 +1,95 @@
+"""Several explanation requests at once, below any server: group, explain, measure.
+
+Requests that run the same methods with the same step count are explained together (one
+attention pass, one integrated-gradients call). A failure stays with the request that
+caused it: when a group fails, its requests are explained one by one, so every request
+succeeds or fails on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from attnrec.explain.config import ExplainConfig
+from attnrec.explain.explain import Explanation, explain_batch
+from attnrec.explain.faithfulness import Comprehensiveness, comprehensiveness
+from attnrec.explain.features import feature_attributions
+from attnrec.model.checkpoint import Checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExplainJob:
+    """One decoded explanation request, in model indices."""
+
+    history: np.ndarray  # known item indices within the window, oldest first
+    user: list[np.ndarray] | None  # per user feature: code () or (L,); None = unknown user or no user token
+    targets: tuple[int, ...]  # item indices to explain, in the order the answer lists them
+    n_steps: int  # integrated-gradients steps
+    integrated: bool  # run integrated gradients (and feature attributions)
+    deletion: bool  # run single-position deletion (the combined score builds on it)
+    faithfulness: bool  # measure comprehensiveness of the combined ranking
+
+    @property
+    def group(self) -> tuple[int, bool, bool]:
+        """Jobs with the same group share one explain_batch call."""
+        return self.n_steps, self.integrated, self.deletion
+
+
+@dataclass
+class Explained:
+    """One target's explanation with what was derived from it."""
+
+    explanation: Explanation
+    features: list[tuple[str, str, float]]  # (feature, value, attribution); empty when IG did not run
+    faithfulness: Comprehensiveness | None  # None unless the job asked for it
+
+
+def explain_jobs(ckpt: Checkpoint, jobs: Sequence[ExplainJob],
+                 config: ExplainConfig = ExplainConfig()) -> list[list[Explained] | Exception]:
+    """Per job: one Explained per target, or the exception that job alone raised."""
+    groups: dict[tuple[int, bool, bool], list[int]] = {}
+    for j, job in enumerate(jobs):
+        groups.setdefault(job.group, []).append(j)
+    answers: list[list[Explained] | Exception | None] = [None] * len(jobs)
+    for members in groups.values():
+        try:
+            results = _explain_together(ckpt, [jobs[j] for j in members], config)
+        except Exception:  # noqa: BLE001 (one bad request must not fail its neighbours: retry alone)
+            log.warning("a batch of %d explanations failed; explaining them one by one", len(members), exc_info=True)
+            results = []
+            for j in members:
+                try:
+                    results.append(_explain_together(ckpt, [jobs[j]], config)[0])
+                except Exception as e:  # noqa: BLE001 (reported to this request's caller)
+                    results.append(e)
+        for j, result in zip(members, results):
+            answers[j] = result
+    return answers  # type: ignore[return-value]
+
+
+def _explain_together(ckpt: Checkpoint, jobs: Sequence[ExplainJob], config: ExplainConfig) -> list[list[Explained]]:
+    pairs = [(job, target) for job in jobs for target in job.targets]
+    n_steps, integrated, deletion = jobs[0].group
+    explanations = explain_batch(ckpt.model, [job.history for job, _ in pairs], [job.user for job, _ in pairs],
+                                 [target for _, target in pairs], config, n_steps, integrated, deletion)
+    out: dict[int, list[Explained]] = {id(job): [] for job in jobs}
+    for (job, _), e in zip(pairs, explanations):
+        features = _features(ckpt, job, e) if job.integrated else []
+        faithful = comprehensiveness(ckpt.model, job.history, job.user, e) if job.faithfulness else None
+        out[id(job)].append(Explained(e, features, faithful))
+    return [out[id(job)] for job in jobs]
+
+
+def _features(ckpt: Checkpoint, job: ExplainJob, e: Explanation) -> list[tuple[str, str, float]]:
+    with torch.no_grad():
+        item_codes = [c.cpu().numpy() for c in ckpt.model.item_codes(torch.as_tensor(job.history))]
+    labels = [ckpt.items.ids[i - 1] for i in job.history.tolist()]  # item index i >= 1 is ids[i - 1]
+    return feature_attributions(e.part_attribution, labels, item_codes, job.user, ckpt.item_encoders,
+                                ckpt.user_encoders)

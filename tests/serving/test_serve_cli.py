@@ -1,0 +1,85 @@
+"""`attnrec serve` as a newcomer runs it: the installed console script in a process of its
+own, on the default model and config, answered by `attnrec recommend`, stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from attnrec.serving.server import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+READY = "attnrec is serving"
+START_BOUND_S = 600  # catches a hang only; start-up takes far less
+STOP_BOUND_S = 180
+
+
+def console_script() -> str:
+    script = Path(sys.executable).with_name("attnrec")
+    assert script.exists(), f"{script}: the attnrec console script is not installed beside this Python"
+    return str(script)
+
+
+def lines_of(process: subprocess.Popen) -> queue.Queue:
+    """Every line the process prints, as it prints it (None at the end)."""
+    lines: queue.Queue = queue.Queue()
+
+    def pump() -> None:
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def wait_for(lines: queue.Queue, text: str, bound_s: float, seen: list[str]) -> bool:
+    deadline = time.monotonic() + bound_s
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=1)
+        except queue.Empty:
+            continue
+        if line is None:
+            return False
+        seen.append(line)
+        if text in line:
+            return True
+    return False
+
+
+def test_serve_answers_recommend_and_stops_on_sigterm():
+    attnrec = console_script()
+    port, http_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # its own Ray, as on a fresh machine
+    serve = subprocess.Popen([attnrec, "serve", "--port", str(port), "--http-port", str(http_port), "--num-cpus", "2"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                             start_new_session=True)
+    seen: list[str] = []
+    try:
+        lines = lines_of(serve)
+        assert wait_for(lines, READY, START_BOUND_S, seen), "".join(seen[-40:])
+        answer = subprocess.run([attnrec, "recommend", "--target", f"127.0.0.1:{port}", "--history", "1,32,260",
+                                 "--k", "5"], capture_output=True, text=True, timeout=120, env=env)
+        assert answer.returncode == 0, answer.stderr
+        ranked = [line for line in answer.stdout.splitlines() if line.strip()[:2] in {f"{i}." for i in range(1, 6)}]
+        assert len(ranked) == 5, answer.stdout
+        assert answer.stdout.startswith("model "), answer.stdout
+
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=STOP_BOUND_S) == 0, "".join(seen[-40:])
+        wait_for(lines, "\0", 5, seen)  # drain what it printed last
+        assert any("stopping" in line for line in seen), "".join(seen[-40:])
+    finally:
+        if serve.poll() is None:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait(timeout=30)
