@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=["cpu", "cuda"], help="where the model runs in every layer (default cpu)")
     p.add_argument("--no-ray", action="store_true",
                    help="only the model alone, the plain server and Explain in-process; never imports Ray "
-                        "(for a machine without Ray, e.g. bench/gpu_check.sh on the lent GPU machine)")
+                        "(for a machine without Ray)")
     p.add_argument("--rounds", type=int, default=1,
                    help="measure the servers' layers this many times in a row; goal ratios are then the median, "
                         "with their range (default 1)")
@@ -37,11 +36,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from attnrec.bench.run import BenchConfig, compare, run, table
+    from attnrec.bench.config import BenchConfig
+    from attnrec.bench.records import Report
+    from attnrec.bench.report import compare, table
+    from attnrec.bench.run import run
     from attnrec.model.checkpoint import resolve_checkpoint
 
     if args.compare:
-        a, b = (json.loads(p.read_text()) for p in args.compare)
+        try:
+            a, b = (Report.from_json(p.read_text()) for p in args.compare)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            print(f"attnrec bench: error: cannot read a result file: {e}", file=sys.stderr)
+            return 2
         print(compare(a, b))
         return 0
     if args.device == "cuda":

@@ -16,7 +16,7 @@ import os
 import pytest
 import torch
 
-from attnrec.bench.run import _queries
+from attnrec.bench.inprocess import queries
 from attnrec.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from attnrec.model.train import resolve_device
 from attnrec.serving.ranking import rank
@@ -35,8 +35,8 @@ def ckpt():
 @pytest.mark.parametrize("batch_size", BATCH_SIZES)
 def test_rank_batch(benchmark, ckpt, batch_size):
     history, k = int(os.environ.get("ATTNREC_BENCH_HISTORY", 50)), int(os.environ.get("ATTNREC_BENCH_K", 10))
-    queries = _queries(ckpt, batch_size, history=history, k=k)
+    batch = queries(ckpt, batch_size, history=history, k=k)
     benchmark.extra_info.update(batch_size=batch_size, threads=torch.get_num_threads())
-    result = benchmark.pedantic(rank, args=(ckpt.model, queries), warmup_rounds=3,
+    result = benchmark.pedantic(rank, args=(ckpt.model, batch), warmup_rounds=3,
                                 rounds=int(os.environ.get("ATTNREC_BENCH_ROUNDS", 20)))
     assert len(result) == batch_size
