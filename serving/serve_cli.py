@@ -40,6 +40,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--include-history", action="store_true", help="allow items already in the history")
     r.add_argument("--timeout", type=float, default=10.0, help="deadline in seconds")
     r.add_argument("--json", action="store_true", help="print the response as JSON")
+    r.add_argument("--explain", action="store_true",
+                   help="also ask the service why it recommends the top item (the Explain RPC)")
     r.set_defaults(run=cmd_recommend)
 
 
@@ -114,14 +116,32 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         try:
             r = client.recommend(_split(args.history), args.k, args.user, _split(args.candidates),
                                  args.include_history)
+            why = client.explain(_split(args.history), r.items[0].item_id, args.user) \
+                if args.explain and r.items else None
         except grpc.RpcError as e:
             print(f"attnrec recommend: {e.code().name}: {e.details()}", file=sys.stderr)
             return 1
     if args.json:
         print(json_format.MessageToJson(r, preserving_proto_field_name=True))
+        if why is not None:
+            print(json_format.MessageToJson(why, preserving_proto_field_name=True))
         return 0
     print(f"model {r.model_version}; history used {r.history_used}"
           + (f"; unknown ids {list(r.unknown_item_ids)}" if r.unknown_item_ids else ""))
     for rank, item in enumerate(r.items, 1):
         print(f"{rank:>3}. {item.item_id:<20} {item.score:8.3f}")
+    if why is not None:
+        print(explanation_text(why))
     return 0
+
+
+def explanation_text(why, n: int = 3) -> str:
+    """An ExplainResponse for people: the history items and feature values that drove it most."""
+    items = sorted((c for c in why.contributions if c.position >= 0), key=lambda c: -c.combined)[:n]
+    lines = [f"why {why.item_id}: the history items that drove it most (logit drop without each, combined score)"]
+    lines += [f"  {c.item_id:<20} deletion {c.deletion:+.3f}  combined {c.combined:+.3f}  attention {c.attention:.3f}"
+              for c in items]
+    if why.feature_attributions:
+        lines.append("  features: " + ", ".join(f"{f.feature}={f.value} ({f.attribution:+.2f})"
+                                                for f in why.feature_attributions[:n]))
+    return "\n".join(lines)
