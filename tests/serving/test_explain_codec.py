@@ -52,3 +52,34 @@ def test_bad_explain_fields_are_named(ckpt, kw, field):
     with pytest.raises(InvalidArgument) as e:
         answer_explain(pb.ExplainRequest(history=HISTORY, **kw), ckpt, Catalog(ckpt), CONFIG)
     assert e.value.field == field
+
+
+def test_a_fault_in_one_request_fails_only_that_request(ckpt, monkeypatch):
+    """A server fault while explaining or drawing one request (here: a drawing that raises for
+    one item, and an explanation batch that raises whenever it holds that item) leaves every
+    other request of the batch answered, as it would be alone."""
+    import attnrec.explain.jobs as jobs
+    import attnrec.serving.explain_codec as codec
+
+    catalog = Catalog(ckpt)
+    good = [pb.ExplainRequest(history=HISTORY, item_id=f"i{i}", n_steps=8, include_image=True) for i in (30, 31)]
+    bad = pb.ExplainRequest(history=HISTORY, item_id="i32", n_steps=8, include_image=True)
+    alone = [answer_explain(r, ckpt, catalog, CONFIG) for r in good]
+    poisoned = catalog.item_index["i32"]
+    real_batch, real_png = jobs.explain_batch, codec.png
+
+    def batch_failing_on_the_poisoned_item(model, histories, users, targets, *args):
+        if poisoned in targets:
+            raise RuntimeError("simulated fault")
+        return real_batch(model, histories, users, targets, *args)
+
+    monkeypatch.setattr(jobs, "explain_batch", batch_failing_on_the_poisoned_item)
+    answers = answer_explains([good[0], bad, good[1]], ckpt, catalog, CONFIG)
+    assert isinstance(answers[1], RuntimeError) and answers[0] == alone[0] and answers[2] == alone[1]
+
+    monkeypatch.setattr(jobs, "explain_batch", real_batch)
+    together = answer_explains([good[0], bad, good[1]], ckpt, catalog, CONFIG)  # one batch, nothing failing
+    monkeypatch.setattr(codec, "png", lambda e, labels, title: (_ for _ in ()).throw(ValueError("no canvas"))
+                        if "i32" in title else real_png(e, labels, title))
+    answers = answer_explains([good[0], bad, good[1]], ckpt, catalog, CONFIG)
+    assert isinstance(answers[1], ValueError) and answers[0] == together[0] and answers[2] == together[2]
