@@ -13,7 +13,7 @@ from attnrec.serving.config import DEFAULT_CONFIG, ServingConfig
 from attnrec.serving.deployments import Explainer, Recommender
 
 APP_NAME = "attnrec"
-SERVICER = "attnrec.v1.recommender_pb2_grpc.add_RecommenderServicer_to_server"
+SERVICER = "attnrec.serving.wire.add_RecommenderServicer_to_server"
 
 
 def build_app(config: ServingConfig, options: dict[str, dict] | None = None) -> Application:
@@ -37,9 +37,36 @@ class ServeFile:
     grpc_port: int = 9000
     http_port: int = 8000
     request_timeout_s: float | None = None
+    servicer_functions: list[str] = field(default_factory=lambda: [SERVICER])  # grpc_servicer_functions
     route_prefix: str = "/" + APP_NAME
     args: dict = field(default_factory=dict)
     deployments: dict[str, dict] = field(default_factory=dict)
+
+    def custom_resources(self) -> dict[str, float]:
+        """Custom Ray resources the deployments ask for, enough for every one at max_replicas:
+        what a single machine must offer for them all to be placed."""
+        total: dict[str, float] = {}
+        for options in self.deployments.values():
+            scaling = options.get("autoscaling_config") or {}
+            replicas = scaling.get("max_replicas", options.get("num_replicas", 1))
+            for name, amount in (options.get("ray_actor_options", {}).get("resources") or {}).items():
+                total[name] = total.get(name, 0) + float(amount) * replicas
+        return total
+
+    def fit_to(self, cpus: float) -> list[str]:
+        """Lower each deployment's min_replicas to what `cpus` CPUs can hold (one machine);
+        returns a note per change."""
+        notes = []
+        for name, options in self.deployments.items():
+            scaling = options.get("autoscaling_config") or {}
+            per_replica = float((options.get("ray_actor_options") or {}).get("num_cpus", 1))
+            wanted = int(scaling.get("min_replicas", 1))
+            if per_replica <= 0 or wanted * per_replica <= cpus:
+                continue
+            fits = max(1, int(cpus // per_replica))
+            scaling["min_replicas"] = fits
+            notes.append(f"{name}: min_replicas {wanted} -> {fits} ({cpus:g} CPUs, {per_replica:g} per replica)")
+        return notes
 
     @staticmethod
     def load(path: str | Path = DEFAULT_CONFIG) -> ServeFile:
@@ -53,6 +80,7 @@ class ServeFile:
             grpc_port=int(grpc.get("port", 9000)),
             http_port=int(doc.get("http_options", {}).get("port", 8000)),
             request_timeout_s=grpc.get("request_timeout_s"),
+            servicer_functions=list(grpc.get("grpc_servicer_functions") or [SERVICER]),
             route_prefix=app.get("route_prefix", "/" + APP_NAME),
             args=dict(app.get("args", {})),
             deployments={d["name"]: {k: v for k, v in d.items() if k != "name"} for d in app.get("deployments", [])},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 
 import grpc
@@ -9,17 +10,31 @@ import grpc
 from attnrec.v1 import recommender_pb2 as pb
 from attnrec.v1 import recommender_pb2_grpc as pb_grpc
 
+# Every RPC is idempotent (reads, answered from the request alone), so a call that found no
+# replica to answer it (UNAVAILABLE: a replica stopped under it, or none is up yet) is tried
+# again, up to 4 times in all over about a second. Any gRPC client can use the same config
+# (docs/operations.md).
+SERVICE_CONFIG = {
+    "methodConfig": [{
+        "name": [{"service": "attnrec.v1.Recommender"}],
+        "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.1s", "maxBackoff": "1s", "backoffMultiplier": 2,
+                        "retryableStatusCodes": ["UNAVAILABLE"]},
+    }],
+}
+CHANNEL_OPTIONS = [("grpc.enable_retries", 1), ("grpc.service_config", json.dumps(SERVICE_CONFIG))]
+
 
 class RecommenderClient:
     """`with RecommenderClient("127.0.0.1:9000") as c: c.recommend(history=["1", "2"], k=10)`.
 
     Every call takes a deadline (`timeout`, seconds); errors arrive as grpc.RpcError with
-    the server's status code (INVALID_ARGUMENT names the offending field).
+    the server's status code (INVALID_ARGUMENT names the offending field). UNAVAILABLE is
+    retried with backoff (SERVICE_CONFIG) within the deadline.
     """
 
     def __init__(self, target: str = "127.0.0.1:9000", timeout: float = 10.0,
                  channel: grpc.Channel | None = None):
-        self.channel = channel or grpc.insecure_channel(target)
+        self.channel = channel or grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
         self.stub = pb_grpc.RecommenderStub(self.channel)
         self.timeout = timeout
 

@@ -16,13 +16,32 @@ from attnrec.model.checkpoint import Checkpoint
 from attnrec.serving.config import ServingConfig
 from attnrec.v1 import recommender_pb2 as pb
 
+MAX_DETAILS_BYTES = 1024  # an error message's bound: gRPC carries it in a metadata trailer
+
 
 class InvalidArgument(ValueError):
-    """A request field is out of its documented range; the message starts with the field name."""
+    """A request field is out of its documented range; the message starts with the field name
+    and is at most MAX_DETAILS_BYTES long (long values in it are shortened)."""
 
     def __init__(self, field: str, problem: str):
-        super().__init__(f"{field}: {problem}")
+        message = f"{field}: {problem}"
+        if len(message.encode()) > MAX_DETAILS_BYTES:
+            message = message.encode()[: MAX_DETAILS_BYTES - 20].decode(errors="ignore") + " … (shortened)"
+        super().__init__(message)
         self.field = field
+
+
+def shorten(value: str, keep: int = 40) -> str:
+    """A value to quote in an error message: its repr, cut after `keep` characters."""
+    return repr(value) if len(value) <= keep else f"{value[:keep]!r}… ({len(value.encode())} bytes)"
+
+
+def check_id_lengths(field: str, ids: Sequence[str], config: ServingConfig) -> None:
+    """Ids longer than config.max_id_bytes are refused, naming the field (never echoed whole)."""
+    for i in ids:
+        if len(i) * 4 > config.max_id_bytes and len(i.encode()) > config.max_id_bytes:
+            raise InvalidArgument(field, f"an id of {len(i.encode())} bytes ({shorten(i)}); "
+                                         f"at most {config.max_id_bytes} accepted")
 
 
 @dataclass(frozen=True)
@@ -80,14 +99,15 @@ class Catalog:
         names = list(self.user_encoders)
         for name, value in features.items():
             if name not in self.user_encoders:
-                raise InvalidArgument(f"user_features[{name}]", f"not a user feature of this model (known: {names})")
+                raise InvalidArgument(f"user_features[{name}]",  # at most max_id_bytes: checked first
+                                      f"not a user feature of this model (known: {names})")
             encoder = self.user_encoders[name]
             try:
                 column = pa.array([float(value)]) if encoder.kind == "numeric" else pa.array([value])
                 if encoder.kind == "multi":
                     column = pa.array([value.split("|")], pa.list_(pa.string()))
             except ValueError:
-                raise InvalidArgument(f"user_features[{name}]", f"expected a number, got {value!r}") from None
+                raise InvalidArgument(f"user_features[{name}]", f"expected a number, got {shorten(value)}") from None
             codes[names.index(name)] = encoder.encode(column)[0]
         return codes, unknown_user
 
@@ -110,16 +130,23 @@ def decode_recommend(req: pb.RecommendRequest, catalog: Catalog, config: Serving
             raise InvalidArgument("candidate_item_ids", "contains duplicate ids")
         if any(not c for c in candidate_ids):
             raise InvalidArgument("candidate_item_ids", "contains an empty id")
+    check_id_lengths("user_id", [req.user_id], config)
+    for name, value in req.user_features.items():
+        check_id_lengths("user_features", [name, value], config)
     unknown: dict[str, None] = {}
     seen = catalog.lookup(req.history, unknown)
+    check_id_lengths("history", list(unknown), config)  # known ids are the catalogue's own
     candidates = catalog.lookup(candidate_ids, unknown) if candidate_ids else None
+    if candidates is not None:
+        check_id_lengths("candidate_item_ids", list(unknown), config)
     if candidates is not None and not req.include_history:
         candidates = candidates[~np.isin(candidates, seen)]
     user, unknown_user = catalog.user_inputs(req.user_id, req.user_features)
     knows_user = user is not None and ((bool(req.user_id) and not unknown_user) or bool(req.user_features))
     if len(seen) == 0 and not knows_user:
         raise InvalidArgument("history", "no known item in the history and no user features for this user: "
-                                         f"nothing to recommend from (unknown ids: {list(unknown)[:10]})")
+                                         f"nothing to recommend from (unknown ids: "
+                                         f"{', '.join(shorten(u) for u in list(unknown)[:10])})")
     return Query(
         history=seen[-catalog.max_len :],
         seen=seen,

@@ -19,6 +19,7 @@ class ServingConfig:
     max_history: int = 10_000  # longer histories are refused (the model uses its last max_len items)
     max_candidates: int = 10_000  # candidate_item_ids per request
     max_batch_requests: int = 1_024  # entries per RecommendBatch call
+    max_id_bytes: int = 256  # UTF-8 bytes per item id, user id, user feature name or value
     default_n_steps: int = ExplainConfig.n_steps  # Explain: integrated-gradients steps when the request says 0
     max_n_steps: int = 512
     max_explain_top_k: int = 10  # Explain: recommendations explained per call

@@ -8,13 +8,15 @@ explanations never hold up Recommend's replicas.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from dataclasses import asdict
 
 import grpc
 from ray import serve
-from ray.serve.exceptions import BackPressureError
+from ray.exceptions import RayActorError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from attnrec.model.checkpoint import load_checkpoint
@@ -24,6 +26,7 @@ from attnrec.serving.codec import Catalog, InvalidArgument, Query, Ranked, decod
 from attnrec.serving.config import BatchConfig, ServingConfig
 from attnrec.serving.explain_codec import answer_explains
 from attnrec.serving.ranking import answer_batch, rank
+from attnrec.serving.wire import Malformed
 from attnrec.v1 import recommender_pb2 as pb
 
 log = logging.getLogger("ray.serve")
@@ -32,6 +35,38 @@ log = logging.getLogger("ray.serve")
 def _invalid(grpc_context, error: Exception) -> None:
     grpc_context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
     grpc_context.set_details(str(error))
+
+
+def _fail(grpc_context, code: grpc.StatusCode, what: str, error: BaseException) -> None:
+    """A server-side failure: the client gets a short message and an error id to quote, the
+    log the traceback under that id (never the client: it names hosts, pids and paths)."""
+    error_id = uuid.uuid4().hex[:12]
+    log.error("%s failed, error id %s", what, error_id, exc_info=error)
+    grpc_context.set_code(code)
+    grpc_context.set_details(f"{what} failed on the server (error id {error_id}); the server log has the details")
+
+
+def rpc(response_type):
+    """The outcome every RPC method guarantees: a request that did not parse is INVALID_ARGUMENT,
+    a fault of the server INTERNAL with an error id; the method itself only decodes, calls, encodes."""
+    def wrap(method):
+        @functools.wraps(method)
+        async def answer(self, request, grpc_context):
+            if isinstance(request, Malformed):
+                grpc_context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
+                grpc_context.set_details(request.details())
+                return response_type()
+            try:
+                return await method(self, request, grpc_context)
+            except InvalidArgument as e:
+                _invalid(grpc_context, e)
+            except Exception as e:  # noqa: BLE001 (answered as INTERNAL; the traceback goes to the log)
+                _fail(grpc_context, grpc.StatusCode.INTERNAL, method.__name__, e)
+            return response_type()
+
+        return answer
+
+    return wrap
 
 
 DEFAULT_BATCH = BatchConfig()  # batching defaults come from BatchConfig alone (serve.yaml and bench leave them out)
@@ -65,12 +100,9 @@ class Recommender:
         self._rank_batched.set_batch_wait_timeout_s(self.batch_wait.after(self.in_flight))  # for the next batch
         return rank(self.model, queries)
 
+    @rpc(pb.RecommendResponse)
     async def Recommend(self, request: pb.RecommendRequest, grpc_context) -> pb.RecommendResponse:
-        try:
-            query = decode_recommend(request, self.catalog, self.config)
-        except InvalidArgument as e:
-            _invalid(grpc_context, e)
-            return pb.RecommendResponse()
+        query = decode_recommend(request, self.catalog, self.config)
         self.in_flight += 1
         try:
             ranked = await self._rank_batched(query)
@@ -78,17 +110,17 @@ class Recommender:
             self.in_flight -= 1
         return encode_recommend(query, ranked, self.catalog)
 
+    @rpc(pb.RecommendBatchResponse)
     async def RecommendBatch(self, request: pb.RecommendBatchRequest, grpc_context) -> pb.RecommendBatchResponse:
         n = len(request.requests)
         if not 1 <= n <= self.config.max_batch_requests:
-            limit = self.config.max_batch_requests
-            _invalid(grpc_context, InvalidArgument("requests", f"{n} entries, expected 1..{limit}"))
-            return pb.RecommendBatchResponse()
+            raise InvalidArgument("requests", f"{n} entries, expected 1..{self.config.max_batch_requests}")
         response, sizes = answer_batch(request, self.model, self.catalog, self.config, self.batch_config.max_batch_size)
         for size in sizes:
             self.stats.record(size)
         return response
 
+    @rpc(pb.ExplainResponse)
     async def Explain(self, request: pb.ExplainRequest, grpc_context) -> pb.ExplainResponse:
         if self.explainer is None:
             grpc_context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -100,6 +132,9 @@ class Recommender:
             grpc_context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
             grpc_context.set_details(f"Explain: every Explainer replica is busy and its queue is full ({e}); "
                                      "retry with backoff")
+            return pb.ExplainResponse()
+        except (RayActorError, DeploymentUnavailableError) as e:  # the Explainer replica died or none is up yet
+            _fail(grpc_context, grpc.StatusCode.UNAVAILABLE, "Explain", e)
             return pb.ExplainResponse()
         payload, code, details = answer
         if code:

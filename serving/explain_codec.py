@@ -12,7 +12,7 @@ from attnrec.explain.config import ExplainConfig
 from attnrec.explain.jobs import Explained, ExplainJob, explain_jobs
 from attnrec.explain.render import html_page, png
 from attnrec.model.checkpoint import Checkpoint
-from attnrec.serving.codec import Catalog, InvalidArgument, decode_recommend
+from attnrec.serving.codec import Catalog, InvalidArgument, decode_recommend, shorten
 from attnrec.serving.config import ServingConfig
 from attnrec.serving.ranking import rank
 from attnrec.v1 import recommender_pb2 as pb
@@ -44,7 +44,7 @@ def decode_explain(req: pb.ExplainRequest, model, catalog: Catalog, config: Serv
     if not 1 <= top_k <= config.max_explain_top_k:
         raise InvalidArgument("top_k", f"must be 0 (= 1) or 1..{config.max_explain_top_k}, got {req.top_k}")
     if req.item_id and req.item_id not in catalog.item_index:
-        raise InvalidArgument("item_id", f"unknown item {req.item_id!r}")
+        raise InvalidArgument("item_id", f"unknown item {shorten(req.item_id)}")
     query = decode_recommend(pb.RecommendRequest(user_id=req.user_id, history=req.history, k=top_k,
                                                  user_features=req.user_features), catalog, config)
     if len(query.history) == 0:

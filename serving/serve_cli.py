@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -63,7 +64,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     grpc_port = args.port or serve_file.grpc_port
     http_port = args.http_port or serve_file.http_port
     print(f"starting Ray and Serve (checkpoint {checkpoint}) ...", flush=True)
-    start_ray(args.num_cpus, args.host, args.dashboard, args.direct_ingress, args.throughput_optimized)
+    for note in serve_file.fit_to(args.num_cpus or os.cpu_count() or 1):
+        print(f"this machine has too few CPUs for the config: {note}", flush=True)
+    start_ray(args.num_cpus, args.host, args.dashboard, args.direct_ingress, args.throughput_optimized,
+              serve_file.custom_resources())
     direct = args.direct_ingress or args.throughput_optimized  # Ray 2.60's throughput mode implies it
     stop = {"now": False}
     for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, and a supervisor's stop

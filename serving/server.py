@@ -7,9 +7,9 @@ import socket
 import time
 from dataclasses import replace
 
-from attnrec.serving.app import APP_NAME, SERVICER, ServeFile, build_app
+from attnrec.serving.app import APP_NAME, ServeFile, build_app
 from attnrec.serving.config import ServingConfig
-from attnrec.serving.loopback import HOST_ENV
+from attnrec.serving.proxy_hooks import HOST_ENV
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -28,14 +28,16 @@ def free_port() -> int:
 
 
 def start_ray(num_cpus: int | None = None, host: str = "127.0.0.1", dashboard: bool = False,
-              direct_ingress: bool = False, throughput_optimized: bool = False) -> None:
+              direct_ingress: bool = False, throughput_optimized: bool = False,
+              resources: dict[str, float] | None = None) -> None:
     """A local Ray whose Serve proxies bind `host` (loopback by default), without the dashboard by default.
 
     direct_ingress: every Recommender replica also serves the gRPC API on its own port
     (Ray Serve's RAY_SERVE_ENABLE_DIRECT_INGRESS), skipping the proxy; see
     `direct_ingress_targets`. throughput_optimized: RAY_SERVE_THROUGHPUT_OPTIMIZED, which in
     Ray 2.60 turns direct ingress on as well. Both are read when Ray starts its processes,
-    so they only take effect on the Ray this call starts.
+    so they only take effect on the Ray this call starts. resources: custom resources this
+    machine offers (ServeFile.custom_resources).
     """
     # Without this, two Ray clusters on one host silently share Serve's ports and calls
     # land on the wrong one. It must be set before Ray starts its processes.
@@ -52,8 +54,9 @@ def start_ray(num_cpus: int | None = None, host: str = "127.0.0.1", dashboard: b
 
     if not ray.is_initialized():
         runtime_env = {"env_vars": {HOST_ENV: host},
-                       "worker_process_setup_hook": "attnrec.serving.loopback.bind_grpc_proxy_to_host"}
-        ray.init(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host=host, runtime_env=runtime_env)
+                       "worker_process_setup_hook": "attnrec.serving.proxy_hooks.harden_grpc_servers"}
+        ray.init(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host=host, runtime_env=runtime_env,
+                 resources=resources or None)
 
 
 def start_service(config: ServingConfig, serve_file: ServeFile, grpc_port: int, http_port: int,
@@ -67,7 +70,7 @@ def start_service(config: ServingConfig, serve_file: ServeFile, grpc_port: int, 
             raise RuntimeError(f"{name} port {port} on {host} is in use: pick another with --port/--http-port")
     serve.start(
         http_options={"host": host, "port": http_port},
-        grpc_options=gRPCOptions(port=grpc_port, grpc_servicer_functions=[SERVICER],
+        grpc_options=gRPCOptions(port=grpc_port, grpc_servicer_functions=serve_file.servicer_functions,
                                  request_timeout_s=serve_file.request_timeout_s),
     )
     serve.run(build_app(config, serve_file.deployments), name=APP_NAME, route_prefix=serve_file.route_prefix,

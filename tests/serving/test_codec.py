@@ -120,3 +120,23 @@ def test_answer_batch_isolates_bad_entries_and_chunks(ckpt, catalog):
     assert [i.item_id for i in response.responses[0].items] == [i.item_id for i in alone.items]
     np.testing.assert_allclose([i.score for i in response.responses[0].items], [i.score for i in alone.items],
                                rtol=1e-5)
+
+
+@pytest.mark.parametrize("field, request_kwargs", [
+    ("history", dict(history=["x" * 300])),
+    ("candidate_item_ids", dict(history=["i1"], candidate_item_ids=["é" * 200])),
+    ("user_id", dict(history=["i1"], user_id="u" * 5000)),
+    ("user_features", dict(history=["i1"], user_features={"age": "9" * 1000})),
+])
+def test_an_overlong_id_is_refused_naming_the_field_and_never_echoed_whole(catalog, field, request_kwargs):
+    with pytest.raises(InvalidArgument) as e:
+        decode_recommend(pb.RecommendRequest(k=3, **request_kwargs), catalog, CONFIG)
+    assert e.value.field == field and "at most 256" in str(e.value) and len(str(e.value).encode()) < 300
+
+
+def test_error_details_stay_under_a_kilobyte(catalog):
+    ids = [f"unknown-{i}-" + "z" * 240 for i in range(20)]  # no known item: the message lists unknown ids
+    with pytest.raises(InvalidArgument) as e:
+        decode_recommend(pb.RecommendRequest(k=3, history=ids), catalog, CONFIG)
+    assert e.value.field == "history" and "unknown-0-" in str(e.value) and len(str(e.value).encode()) <= 1024
+    assert len(str(InvalidArgument("history", "é" * 5000)).encode()) <= 1024

@@ -29,3 +29,22 @@ def test_batching_defaults_have_one_source():
 def test_bad_user_config_is_refused(bad):
     with pytest.raises(ValueError, match="user_config"):
         BatchConfig.from_user_config(bad)
+
+
+def test_explainers_reserve_no_cpu_and_the_machine_offers_their_own_resource():
+    """An Explainer replica must never hold the CPU a Recommender replica (or its replacement)
+    waits for: it asks for a resource of its own, which one machine offers max_replicas of."""
+    f = ServeFile.load(DEFAULT_CONFIG)
+    explainer = f.deployments["Explainer"]
+    assert explainer["ray_actor_options"]["num_cpus"] == 0
+    assert f.custom_resources() == {"attnrec_explainer": float(explainer["autoscaling_config"]["max_replicas"])}
+    assert f.deployments["Recommender"]["ray_actor_options"]["num_cpus"] >= 1
+
+
+def test_min_replicas_shrink_to_what_the_machine_holds():
+    f = ServeFile.load(DEFAULT_CONFIG)
+    assert f.deployments["Recommender"]["autoscaling_config"]["min_replicas"] == 2
+    assert f.fit_to(8) == []
+    (note,) = f.fit_to(1)
+    assert note.startswith("Recommender: min_replicas 2 -> 1")
+    assert f.deployments["Recommender"]["autoscaling_config"]["min_replicas"] == 1

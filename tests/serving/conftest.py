@@ -1,0 +1,19 @@
+import pytest
+
+from attnrec.serving.client import RecommenderClient
+from tests.serving import live
+
+
+@pytest.fixture(scope="session")
+def service(checkpoint):
+    """Ray Serve with the tiny checkpoint, shared by every integration test of the session."""
+    from ray import serve
+
+    yield live.start(checkpoint)
+    serve.shutdown()
+
+
+@pytest.fixture
+def client(service):
+    with RecommenderClient(f"127.0.0.1:{service['port']}", timeout=30) as c:
+        yield c

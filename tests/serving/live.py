@@ -1,0 +1,40 @@
+"""The one Ray Serve service the integration tests share (a tiny model, free ports,
+no CPU reservations), and helpers to reach it."""
+
+from __future__ import annotations
+
+import os
+
+AUTOSCALE = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 2, "upscale_delay_s": 1,
+             "downscale_delay_s": 3, "metrics_interval_s": 0.5, "look_back_period_s": 2}
+
+
+def options(batch_size=8, wait=0.05):
+    return {"Recommender": {"ray_actor_options": {"num_cpus": 0}, "max_ongoing_requests": 64,
+                            "user_config": {"max_batch_size": batch_size, "batch_wait_timeout_s": wait},
+                            "autoscaling_config": AUTOSCALE},
+            "Explainer": {"ray_actor_options": {"num_cpus": 0}, "num_replicas": 1, "max_ongoing_requests": 8}}
+
+
+def start(checkpoint) -> dict:
+    from attnrec.serving.app import ServeFile
+    from attnrec.serving.config import DEFAULT_CONFIG, ServingConfig
+    from attnrec.serving.server import free_port, start_ray, start_service
+
+    # Replicas leave quickly on scale-down (Ray's 30 s default lets load balancers notice).
+    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
+    serve_file = ServeFile.load(DEFAULT_CONFIG)
+    start_ray(num_cpus=2, direct_ingress=True, resources=serve_file.custom_resources())
+    serve_file.deployments = options()
+    port = free_port()
+    config = ServingConfig(checkpoint=str(checkpoint), device="cpu", max_k=100)
+    start_service(config, serve_file, port, free_port())
+    return {"port": port, "config": config, "serve_file": serve_file}
+
+
+def direct_target() -> str:
+    from attnrec.serving.server import direct_ingress_targets
+
+    targets = direct_ingress_targets()
+    assert targets, "direct ingress is on, yet no replica reported a gRPC port"
+    return targets[0]
