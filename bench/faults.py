@@ -1,0 +1,165 @@
+"""What faults cost, measured against a running service started here with the shipped
+Serve config: `python -m attnrec.bench.faults [--checkpoint DIR] [--out runs/faults]`.
+
+1. kill under load: callers send Recommend through the proxy with the client's retry
+   policy; one Recommender replica is killed (as `kill -9` would); counts calls, failures by
+   status code, and the seconds until Serve has every replica running again.
+2. the same during an Explain burst that scales the Explainer up: on a small machine the
+   Explainer's replicas must not take what the Recommender's replacement needs.
+Prints one JSON object and writes it to OUT/faults.json. Nothing here asserts anything:
+the tests hold the service to its bounds, this measures where it lands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import grpc
+
+from attnrec.model.checkpoint import resolve_checkpoint
+from attnrec.serving.client import RecommenderClient
+
+
+class Load:
+    """Closed-loop callers in threads, each with its own client; outcomes counted by status."""
+
+    def __init__(self, target: str, callers: int, rpc):
+        self.outcomes: Counter[str] = Counter()
+        self.details: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._call, args=(target, w, rpc), daemon=True)
+                         for w in range(callers)]
+
+    def _call(self, target: str, w: int, rpc) -> None:
+        with RecommenderClient(target, timeout=30) as client:
+            i = w
+            while not self._stop.is_set():
+                try:
+                    rpc(client, i)
+                    self.outcomes["OK"] += 1
+                except grpc.RpcError as e:
+                    self.outcomes[e.code().name] += 1
+                    self.details.append(e.details() or "")
+                i += len(self._threads)
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=120)
+
+
+def recommend(client: RecommenderClient, i: int) -> None:
+    client.recommend([str(1 + i % 50), str(32 + i % 7), "260"], k=10)
+
+
+def explain(client: RecommenderClient, i: int) -> None:
+    client.explain([str(1 + i % 50), "32", "260", "1196"], n_steps=64)
+
+
+def replicas(name: str) -> dict[str, int]:
+    from ray import serve
+
+    from attnrec.serving.app import APP_NAME
+
+    return dict(serve.status().applications[APP_NAME].deployments[name].replica_states)
+
+
+def kill_one_recommender() -> None:
+    import ray
+
+    victim = next(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                  if "SERVE_REPLICA" in a["name"] and "Recommender" in a["name"])
+    ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
+
+
+def seconds_until_running(name: str, count: int, bound_s: float = 300) -> float | None:
+    start = time.monotonic()
+    time.sleep(1)  # let the controller notice the loss first
+    while time.monotonic() - start < bound_s:
+        if replicas(name).get("RUNNING", 0) >= count:
+            return round(time.monotonic() - start, 1)
+        time.sleep(0.25)
+    return None
+
+
+def kill_under_load(target: str, callers: int, settle_s: float, after_s: float, burst: int = 0) -> dict:
+    """One replica killed while `callers` send Recommend (and `burst` callers send Explain)."""
+    wanted = replicas("Recommender").get("RUNNING", 0)
+    explain_load = Load(target, burst, explain) if burst else None
+    explainers_before = None
+    with Load(target, callers, recommend) as load:
+        if explain_load:
+            explain_load.__enter__()
+            deadline = time.monotonic() + 60  # the shipped upscale delay is 10 s
+            while sum(replicas("Explainer").values()) < 2 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            explainers_before = replicas("Explainer")
+        time.sleep(settle_s)
+        before = sum(load.outcomes.values())
+        kill_one_recommender()
+        back_s = seconds_until_running("Recommender", wanted)
+        time.sleep(after_s)
+        if explain_load:
+            explain_load.__exit__()
+    calls = sum(load.outcomes.values())
+    failed = calls - load.outcomes["OK"]
+    return {"recommender_replicas": wanted, "callers": callers, "explain_callers": burst,
+            "explainer_replicas_at_kill": explainers_before, "calls": calls, "calls_before_kill": before,
+            "failed": failed, "failed_share": round(failed / calls, 4) if calls else None,
+            "outcomes": dict(load.outcomes), "replicas_running_again_s": back_s,
+            "tracebacks_seen": sum("Traceback" in d or 'File "' in d for d in load.details),
+            "explain_outcomes": dict(explain_load.outcomes) if explain_load else None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", default="default")
+    p.add_argument("--callers", type=int, default=8)
+    p.add_argument("--settle", type=float, default=5.0, help="seconds of load before the kill")
+    p.add_argument("--after", type=float, default=5.0, help="seconds of load after the replicas are back")
+    p.add_argument("--out", type=Path, default=Path("runs/faults"))
+    args = p.parse_args(argv)
+
+    import ray
+    from ray import serve
+
+    from attnrec.bench.config import versions
+    from attnrec.serving.app import ServeFile
+    from attnrec.serving.config import DEFAULT_CONFIG
+    from attnrec.serving.server import free_port, serving_config, start_ray, start_service
+
+    serve_file = ServeFile.load(DEFAULT_CONFIG)
+    notes = serve_file.fit_to(os.cpu_count() or 1)
+    start_ray(resources=serve_file.custom_resources())
+    port = free_port()
+    config = serving_config(serve_file, resolve_checkpoint(args.checkpoint), None)
+    try:
+        start_service(config, serve_file, port, free_port())
+        target = f"127.0.0.1:{port}"
+        result = {"versions": versions(True), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  "config_notes": notes,
+                  "kill_under_load": kill_under_load(target, args.callers, args.settle, args.after),
+                  "kill_during_explain_burst": kill_under_load(target, args.callers, args.settle, args.after,
+                                                               burst=6)}
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "faults.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
