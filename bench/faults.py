@@ -75,19 +75,28 @@ def replicas(name: str) -> dict[str, int]:
     return dict(serve.status().applications[APP_NAME].deployments[name].replica_states)
 
 
-def kill_one_recommender() -> None:
+def recommender_actors() -> set[str]:
     import ray
 
-    victim = next(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                  if "SERVE_REPLICA" in a["name"] and "Recommender" in a["name"])
+    return {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+            if "SERVE_REPLICA" in a["name"] and "Recommender" in a["name"]}
+
+
+def kill_one_recommender() -> str:
+    import ray
+
+    victim = sorted(recommender_actors())[0]
     ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
+    return victim
 
 
-def seconds_until_running(name: str, count: int, bound_s: float = 300) -> float | None:
+def seconds_until_replaced(victim: str, count: int, bound_s: float = 300) -> float | None:
+    """Seconds from the kill until Serve runs `count` Recommender replicas again, the victim
+    not among them."""
     start = time.monotonic()
-    time.sleep(1)  # let the controller notice the loss first
     while time.monotonic() - start < bound_s:
-        if replicas(name).get("RUNNING", 0) >= count:
+        actors = recommender_actors()
+        if victim not in actors and len(actors) >= count and replicas("Recommender") == {"RUNNING": count}:
             return round(time.monotonic() - start, 1)
         time.sleep(0.25)
     return None
@@ -107,8 +116,8 @@ def kill_under_load(target: str, callers: int, settle_s: float, after_s: float, 
             explainers_before = replicas("Explainer")
         time.sleep(settle_s)
         before = sum(load.outcomes.values())
-        kill_one_recommender()
-        back_s = seconds_until_running("Recommender", wanted)
+        victim = kill_one_recommender()
+        back_s = seconds_until_replaced(victim, wanted)
         time.sleep(after_s)
         if explain_load:
             explain_load.__exit__()
