@@ -6,6 +6,8 @@ Serve config: `python -m attnrec.bench.faults [--checkpoint DIR] [--out runs/fau
    status code, and the seconds until Serve has every replica running again.
 2. the same during an Explain burst that scales the Explainer up: on a small machine the
    Explainer's replicas must not take what the Recommender's replacement needs.
+3. a heavy RecommendBatch (1,024 users, histories of 1,000, about 7 MB) sent again and
+   again beside single Recommends: their p50 / p99 with and without it.
 Prints one JSON object and writes it to OUT/faults.json. Nothing here asserts anything:
 the tests hold the service to its bounds, this measures where it lands.
 """
@@ -32,6 +34,7 @@ class Load:
     def __init__(self, target: str, callers: int, rpc):
         self.outcomes: Counter[str] = Counter()
         self.details: list[str] = []
+        self.latencies_ms: list[float] = []
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._call, args=(target, w, rpc), daemon=True)
                          for w in range(callers)]
@@ -41,7 +44,9 @@ class Load:
             i = w
             while not self._stop.is_set():
                 try:
+                    start = time.perf_counter()
                     rpc(client, i)
+                    self.latencies_ms.append(1000 * (time.perf_counter() - start))
                     self.outcomes["OK"] += 1
                 except grpc.RpcError as e:
                     self.outcomes[e.code().name] += 1
@@ -65,6 +70,46 @@ def recommend(client: RecommenderClient, i: int) -> None:
 
 def explain(client: RecommenderClient, i: int) -> None:
     client.explain([str(1 + i % 50), "32", "260", "1196"], n_steps=64)
+
+
+def heavy_batch_request(items: list[str], users: int = 1024, history: int = 1000):
+    from attnrec.v1 import recommender_pb2 as pb
+
+    return pb.RecommendBatchRequest(requests=[pb.RecommendRequest(history=items[u % 7:][:history], k=10)
+                                              for u in range(users)])
+
+
+def percentiles(values: list[float]) -> dict:
+    v = sorted(values)
+    return {"calls": len(v), "p50_ms": round(v[len(v) // 2], 1) if v else None,
+            "p99_ms": round(v[min(len(v) - 1, int(0.99 * len(v)))], 1) if v else None}
+
+
+def heavy_batch(target: str, items: list[str], callers: int = 4, seconds: float = 10.0) -> dict:
+    """Single Recommends alone, then beside a heavy RecommendBatch sent in a loop."""
+    with Load(target, callers, recommend) as alone:
+        time.sleep(seconds)
+    request = heavy_batch_request(items)
+    batch_ms: list[float] = []
+    stop = threading.Event()
+
+    def send_batches() -> None:
+        with RecommenderClient(target, timeout=120) as client:
+            while not stop.is_set():
+                start = time.perf_counter()
+                client.recommend_batch(request.requests)
+                batch_ms.append(1000 * (time.perf_counter() - start))
+
+    sender = threading.Thread(target=send_batches, daemon=True)
+    with Load(target, callers, recommend) as beside:
+        sender.start()
+        time.sleep(seconds)
+        stop.set()
+    sender.join(timeout=120)
+    return {"request_bytes": request.ByteSize(), "callers": callers, "seconds": seconds,
+            "recommend_alone": percentiles(alone.latencies_ms),
+            "recommend_beside_batch": percentiles(beside.latencies_ms),
+            "batch_calls": len(batch_ms), "batch_p50_ms": percentiles(batch_ms)["p50_ms"]}
 
 
 def replicas(name: str) -> dict[str, int]:
@@ -137,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--callers", type=int, default=8)
     p.add_argument("--settle", type=float, default=5.0, help="seconds of load before the kill")
     p.add_argument("--after", type=float, default=5.0, help="seconds of load after the replicas are back")
+    p.add_argument("--only-heavy-batch", action="store_true", help="skip the kills")
     p.add_argument("--out", type=Path, default=Path("runs/faults"))
     args = p.parse_args(argv)
 
@@ -144,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     from ray import serve
 
     from attnrec.bench.config import versions
+    from attnrec.bench.loadgen import item_ids
     from attnrec.serving.app import ServeFile
     from attnrec.serving.config import DEFAULT_CONFIG
     from attnrec.serving.server import free_port, serving_config, start_ray, start_service
@@ -157,10 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         start_service(config, serve_file, port, free_port())
         target = f"127.0.0.1:{port}"
         result = {"versions": versions(True), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  "config_notes": notes,
-                  "kill_under_load": kill_under_load(target, args.callers, args.settle, args.after),
-                  "kill_during_explain_burst": kill_under_load(target, args.callers, args.settle, args.after,
-                                                               burst=6)}
+                  "config_notes": notes, "heavy_batch": heavy_batch(target, item_ids(config.checkpoint))}
+        if not args.only_heavy_batch:
+            result["kill_under_load"] = kill_under_load(target, args.callers, args.settle, args.after)
+            result["kill_during_explain_burst"] = kill_under_load(target, args.callers, args.settle, args.after,
+                                                                  burst=6)
     finally:
         serve.shutdown()
         ray.shutdown()

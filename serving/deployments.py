@@ -8,6 +8,7 @@ explanations never hold up Recommend's replicas.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import uuid
@@ -25,7 +26,7 @@ from attnrec.serving.batching import BatchStats, BatchWait
 from attnrec.serving.codec import Catalog, InvalidArgument, Query, Ranked, decode_recommend, encode_recommend
 from attnrec.serving.config import BatchConfig, ServingConfig
 from attnrec.serving.explain_codec import answer_explains
-from attnrec.serving.ranking import answer_batch, rank
+from attnrec.serving.ranking import answer_in_chunks, rank
 from attnrec.serving.wire import Malformed
 from attnrec.v1 import recommender_pb2 as pb
 
@@ -115,9 +116,11 @@ class Recommender:
         n = len(request.requests)
         if not 1 <= n <= self.config.max_batch_requests:
             raise InvalidArgument("requests", f"{n} entries, expected 1..{self.config.max_batch_requests}")
-        response, sizes = answer_batch(request, self.model, self.catalog, self.config, self.batch_config.max_batch_size)
-        for size in sizes:
+        response = pb.RecommendBatchResponse()
+        for size in answer_in_chunks(request, self.model, self.catalog, self.config,
+                                     self.batch_config.max_batch_size, response):
             self.stats.record(size)
+            await asyncio.sleep(0)  # single Recommends waiting on this replica go between chunks
         return response
 
     @rpc(pb.ExplainResponse)

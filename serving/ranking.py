@@ -7,7 +7,7 @@ no Python loop runs over catalogue items.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -79,21 +79,26 @@ def _collect(out: list, rows: list[int], queries: Sequence[Query], items: torch.
 
 def answer_batch(request: pb.RecommendBatchRequest, model: SASRec, catalog: Catalog, config: ServingConfig,
                  chunk_size: int) -> tuple[pb.RecommendBatchResponse, list[int]]:
-    """RecommendBatch below the server: a bad entry gets its own error (its field prefixed
-    with `requests[i].`) and never fails the others; valid entries are ranked in chunks.
-    Returns the response and the chunk sizes ranked. The batch's own size is checked by the caller."""
+    """RecommendBatch below the server, in one go: the response and the chunk sizes ranked."""
     response = pb.RecommendBatchResponse()
+    return response, list(answer_in_chunks(request, model, catalog, config, chunk_size, response))
+
+
+def answer_in_chunks(request: pb.RecommendBatchRequest, model: SASRec, catalog: Catalog, config: ServingConfig,
+                     chunk_size: int, response: pb.RecommendBatchResponse) -> Iterator[int]:
+    """RecommendBatch, `chunk_size` entries at a time: each step decodes, ranks and encodes
+    one chunk into `response` and yields how many it ranked, so that a server can answer
+    other calls between steps. A bad entry gets its own error (its field prefixed with
+    `requests[i].`) and never fails the others. The batch's own size is checked by the caller."""
     entries = [response.responses.add() for _ in request.requests]  # filled in place, never copied
-    valid: list[tuple[int, Query]] = []
-    for i, entry in enumerate(request.requests):
-        try:
-            valid.append((i, decode_recommend(entry, catalog, config)))
-        except InvalidArgument as e:
-            encode_error(InvalidArgument(f"requests[{i}].{e.field}", str(e).split(": ", 1)[1]), entries[i])
-    sizes = []
-    for start in range(0, len(valid), chunk_size):
-        chunk = valid[start : start + chunk_size]
-        sizes.append(len(chunk))
-        for (i, query), ranked in zip(chunk, rank(model, [q for _, q in chunk])):
-            encode_recommend(query, ranked, catalog, into=entries[i])
-    return response, sizes
+    for start in range(0, len(entries), chunk_size):
+        valid: list[tuple[int, Query]] = []
+        for i in range(start, min(start + chunk_size, len(entries))):
+            try:
+                valid.append((i, decode_recommend(request.requests[i], catalog, config)))
+            except InvalidArgument as e:
+                encode_error(InvalidArgument(f"requests[{i}].{e.field}", str(e).split(": ", 1)[1]), entries[i])
+        if valid:
+            for (i, query), ranked in zip(valid, rank(model, [q for _, q in valid])):
+                encode_recommend(query, ranked, catalog, into=entries[i])
+            yield len(valid)

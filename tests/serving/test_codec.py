@@ -114,7 +114,7 @@ def test_answer_batch_isolates_bad_entries_and_chunks(ckpt, catalog):
     response, sizes = answer_batch(request, ckpt.model, catalog, CONFIG, chunk_size=3)
     assert [len(r.items) for r in response.responses] == [5, 0, 2, 5, 5]
     assert response.responses[1].error.message.startswith("requests[1].k:")
-    assert sizes == [3, 1]  # four valid entries, ranked in chunks of three
+    assert sizes == [2, 2]  # chunks of three entries; the bad one is not ranked
     alone = encode_recommend(decode_recommend(req(), catalog, CONFIG),
                              rank(ckpt.model, [decode_recommend(req(), catalog, CONFIG)])[0], catalog)
     assert [i.item_id for i in response.responses[0].items] == [i.item_id for i in alone.items]
