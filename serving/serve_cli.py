@@ -54,7 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ray import serve
 
     from attnrec.serving.app import ServeFile
-    from attnrec.serving.server import direct_ingress_targets, serving_config, start_ray, start_service
+    from attnrec.serving.server import DRAIN_S, direct_ingress_targets, drain, serving_config, start_ray, start_service
 
     serve_file = ServeFile.load(args.config)
     config = serving_config(serve_file, args.checkpoint, args.device)
@@ -92,9 +92,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        drain = " (direct-ingress replicas first drain for load balancers, 30 s by default)" \
-            if direct else ""
-        print(f"stopping{drain} ...", flush=True)
+        print(f"stopping: finishing the calls in flight (up to {DRAIN_S:.0f} s) ...", flush=True)
+        drained = drain()
+        more = " (direct-ingress replicas first drain for load balancers, 30 s by default)" if direct else ""
+        print(f"{'drained' if drained else 'calls still in flight are dropped'}; stopping Serve{more} ...", flush=True)
         serve.shutdown()
         import ray
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -10,6 +11,8 @@ from dataclasses import replace
 from attnrec.serving.app import APP_NAME, ServeFile, build_app
 from attnrec.serving.config import ServingConfig
 from attnrec.serving.proxy_hooks import HOST_ENV
+
+log = logging.getLogger(__name__)
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -46,6 +49,9 @@ def start_ray(num_cpus: int | None = None, host: str = "127.0.0.1", dashboard: b
     # throughput-optimized mode does: +15-25% Recommend throughput here (direct ingress, 32 in
     # flight: 794-873 -> 1,005-1,059 calls/s; batching off 356 -> 447). A caller's own setting wins.
     os.environ.setdefault("RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD", "0")
+    # A draining proxy counts as drained once its calls are done and this long has passed; 30 s
+    # by default, for load balancers to notice. One machine has none to wait for.
+    os.environ.setdefault("RAY_SERVE_PROXY_MIN_DRAINING_PERIOD_S", "1")
     if direct_ingress:
         os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "1"
     if throughput_optimized:
@@ -84,6 +90,29 @@ def start_service(config: ServingConfig, serve_file: ServeFile, grpc_port: int, 
             raise TimeoutError(f"attnrec not running after {blocking_timeout_s:.0f} s: "
                                f"{status.status} {status.message}")
         time.sleep(0.5)
+
+
+DRAIN_S = 30.0  # how long a stop waits for calls in flight (docs/operations.md)
+
+
+def drain(bound_s: float = DRAIN_S) -> bool:
+    """Before Serve stops: every Serve proxy reports unhealthy (load balancers take it out) and
+    we wait, up to `bound_s`, until none has a call in flight. True when all drained."""
+    import ray
+
+    try:  # Serve's proxies are named actors; draining them is what Serve does to a node it removes
+        proxies = [ray.get_actor(a["name"], namespace=a.get("namespace", "serve"))
+                   for a in ray.util.list_named_actors(all_namespaces=True)
+                   if a["name"].startswith("SERVE_PROXY_ACTOR")]
+        ray.get([p.update_draining.remote(True) for p in proxies], timeout=10)
+        deadline = time.monotonic() + bound_s
+        while time.monotonic() < deadline:
+            if all(ray.get([p.is_drained.remote() for p in proxies], timeout=10)):
+                return True
+            time.sleep(0.2)
+    except (ray.exceptions.RayError, AttributeError, ValueError) as e:
+        log.warning("attnrec: could not drain Serve's proxies (%s); stopping without", e)
+    return False
 
 
 def direct_ingress_targets(host: str = "127.0.0.1", wait_s: float = 30) -> list[str]:

@@ -1,5 +1,6 @@
 """`attnrec serve` as a newcomer runs it: the installed console script in a process of its
-own, on the default model and config, answered by `attnrec recommend`, stopped by SIGTERM."""
+own, on the default model and config, answered by `attnrec recommend`, stopped by SIGTERM
+with calls in flight, which are finished first."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 import pytest
 
+from attnrec.serving.client import RecommenderClient
 from attnrec.serving.server import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -57,6 +61,18 @@ def wait_for(lines: queue.Queue, text: str, bound_s: float, seen: list[str]) -> 
     return False
 
 
+def call_in_flight(client: RecommenderClient, i: int) -> str:
+    """An Explain (slow) or a Recommend on a connected channel; the status it ended with."""
+    try:
+        if i % 2:
+            client.explain(["1", "32", "260", "1196"], n_steps=256)
+        else:
+            client.recommend(["1", "32", "260"], k=5)
+        return "OK"
+    except grpc.RpcError as e:
+        return f"{e.code().name}: {e.details()}"
+
+
 def test_serve_answers_recommend_and_stops_on_sigterm():
     attnrec = console_script()
     port, http_port = free_port(), free_port()
@@ -75,7 +91,13 @@ def test_serve_answers_recommend_and_stops_on_sigterm():
         assert len(ranked) == 5, answer.stdout
         assert answer.stdout.startswith("model "), answer.stdout
 
-        serve.send_signal(signal.SIGTERM)
+        with RecommenderClient(f"127.0.0.1:{port}", timeout=120) as client, ThreadPoolExecutor(16) as pool:
+            client.recommend(["1"], k=1)  # connected: the calls below reach the server at once
+            in_flight = [pool.submit(call_in_flight, client, i) for i in range(16)]
+            time.sleep(0.5)  # calls in flight when the stop comes are finished
+            serve.send_signal(signal.SIGTERM)
+            outcomes = [f.result() for f in in_flight]
+        assert outcomes == ["OK"] * 16, outcomes
         assert serve.wait(timeout=STOP_BOUND_S) == 0, "".join(seen[-40:])
         wait_for(lines, "\0", 5, seen)  # drain what it printed last
         assert any("stopping" in line for line in seen), "".join(seen[-40:])
