@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -115,6 +116,15 @@ class RayService:
 
         serve.run(build_app(self.serving, self._options(batch_size)), name=APP_NAME,
                   route_prefix=self.serve_file.route_prefix)
+        # serve.run returns with the new replicas up, the old ones possibly still stopping: until
+        # they are gone, a histogram read may come from either, and a load point's batch sizes
+        # would be read across two replicas
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            states = serve.status().applications[APP_NAME].deployments
+            if all(d.replica_states == {"RUNNING": 1} for d in states.values()):
+                break
+            time.sleep(0.2)
         self.targets = self._targets()
 
     def histogram(self) -> dict:
