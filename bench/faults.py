@@ -20,6 +20,7 @@ import os
 import threading
 import time
 from collections import Counter
+from contextlib import nullcontext
 from pathlib import Path
 
 import grpc
@@ -150,26 +151,23 @@ def seconds_until_replaced(victim: str, count: int, bound_s: float = 300) -> flo
 def kill_under_load(target: str, callers: int, settle_s: float, after_s: float, burst: int = 0) -> dict:
     """One replica killed while `callers` send Recommend (and `burst` callers send Explain)."""
     wanted = replicas("Recommender").get("RUNNING", 0)
-    explain_load = Load(target, burst, explain) if burst else None
-    explainers_before = None
-    with Load(target, callers, recommend) as load:
-        if explain_load:
-            explain_load.__enter__()
+    explainers_at_kill = None
+    with Load(target, callers, recommend) as load, \
+            (Load(target, burst, explain) if burst else nullcontext()) as explain_load:
+        if burst:
             deadline = time.monotonic() + 60  # the shipped upscale delay is 10 s
             while sum(replicas("Explainer").values()) < 2 and time.monotonic() < deadline:
                 time.sleep(0.5)
-            explainers_before = replicas("Explainer")
+            explainers_at_kill = replicas("Explainer")
         time.sleep(settle_s)
         before = sum(load.outcomes.values())
         victim = kill_one_recommender()
         back_s = seconds_until_replaced(victim, wanted)
         time.sleep(after_s)
-        if explain_load:
-            explain_load.__exit__()
     calls = sum(load.outcomes.values())
     failed = calls - load.outcomes["OK"]
     return {"recommender_replicas": wanted, "callers": callers, "explain_callers": burst,
-            "explainer_replicas_at_kill": explainers_before, "calls": calls, "calls_before_kill": before,
+            "explainer_replicas_at_kill": explainers_at_kill, "calls": calls, "calls_before_kill": before,
             "failed": failed, "failed_share": round(failed / calls, 4) if calls else None,
             "outcomes": dict(load.outcomes), "replicas_running_again_s": back_s,
             "tracebacks_seen": sum("Traceback" in d or 'File "' in d for d in load.details),

@@ -24,6 +24,9 @@ def stack_users(users: Sequence[Sequence[np.ndarray] | None], specs: Sequence[Fe
     batched user input; None when the model has no user features (no user token)."""
     if not specs:
         return None
-    codes = [np.stack([np.asarray(u[f]) if u is not None else np.zeros(s.max_values if s.multi else (), np.int64)
-                       for u in users]) for f, s in enumerate(specs)]
-    return user_input(codes, np.arange(len(users)), device)
+
+    def codes(f: int, spec: FeatureSpec) -> np.ndarray:  # (B,) or (B, L)
+        missing = np.zeros(spec.max_values if spec.multi else (), np.int64)
+        return np.stack([np.asarray(u[f]) if u is not None else missing for u in users])
+
+    return [torch.as_tensor(codes(f, spec), device=device) for f, spec in enumerate(specs)]

@@ -136,9 +136,10 @@ def decode_recommend(req: pb.RecommendRequest, catalog: Catalog, config: Serving
     unknown: dict[str, None] = {}
     seen = catalog.lookup(req.history, unknown)
     check_id_lengths("history", list(unknown), config)  # known ids are the catalogue's own
+    checked = len(unknown)
     candidates = catalog.lookup(candidate_ids, unknown) if candidate_ids else None
     if candidates is not None:
-        check_id_lengths("candidate_item_ids", list(unknown), config)
+        check_id_lengths("candidate_item_ids", list(unknown)[checked:], config)
     if candidates is not None and not req.include_history:
         candidates = candidates[~np.isin(candidates, seen)]
     user, unknown_user = catalog.user_inputs(req.user_id, req.user_features)

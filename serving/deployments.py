@@ -33,18 +33,22 @@ from attnrec.v1 import recommender_pb2 as pb
 log = logging.getLogger("ray.serve")
 
 
-def _invalid(grpc_context, error: Exception) -> None:
+def _invalid(grpc_context, error: Exception | str) -> None:
     grpc_context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
     grpc_context.set_details(str(error))
 
 
-def _fail(grpc_context, code: grpc.StatusCode, what: str, error: BaseException) -> None:
-    """A server-side failure: the client gets a short message and an error id to quote, the
-    log the traceback under that id (never the client: it names hosts, pids and paths)."""
+def _logged(what: str, error: BaseException) -> str:
+    """A server-side failure: the traceback goes to the log under a fresh error id (never to the
+    client: it names hosts, pids and paths); returns the short message the client gets."""
     error_id = uuid.uuid4().hex[:12]
     log.error("%s failed, error id %s", what, error_id, exc_info=error)
+    return f"{what} failed on the server (error id {error_id}); the server log has the details"
+
+
+def _fail(grpc_context, code: grpc.StatusCode, what: str, error: BaseException) -> None:
     grpc_context.set_code(code)
-    grpc_context.set_details(f"{what} failed on the server (error id {error_id}); the server log has the details")
+    grpc_context.set_details(_logged(what, error))
 
 
 def rpc(response_type):
@@ -54,8 +58,7 @@ def rpc(response_type):
         @functools.wraps(method)
         async def answer(self, request, grpc_context):
             if isinstance(request, Malformed):
-                grpc_context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
-                grpc_context.set_details(request.details())
+                _invalid(grpc_context, request.details())
                 return response_type()
             try:
                 return await method(self, request, grpc_context)
@@ -186,7 +189,5 @@ def _explain_wire(answer: pb.ExplainResponse | Exception) -> tuple[bytes, str, s
     if isinstance(answer, InvalidArgument):
         return b"", "INVALID_ARGUMENT", str(answer)
     if isinstance(answer, Exception):
-        error_id = uuid.uuid4().hex[:12]
-        log.error("Explain failed, error id %s", error_id, exc_info=answer)
-        return b"", "INTERNAL", f"Explain failed on the server (error id {error_id}); the server log has the details"
+        return b"", "INTERNAL", _logged("Explain", answer)
     return answer.SerializeToString(), "", ""

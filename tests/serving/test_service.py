@@ -263,49 +263,28 @@ def test_a_replica_killed_under_load_costs_at_most_one_percent_of_calls(service,
     """Two Recommender replicas, 8 callers through the proxy, one replica killed mid-run: calls
     on it come back UNAVAILABLE (never Ray's traceback) and the client's retry policy lands
     them on the other replica."""
-    import threading
-
-    import ray
     from ray import serve
+
+    from attnrec.bench.faults import Load, kill_one_recommender
 
     config, serve_file = service["config"], service["serve_file"]
     two = options()
     two["Recommender"] = {k: v for k, v in two["Recommender"].items() if k != "autoscaling_config"}
     two["Recommender"]["num_replicas"] = 2
     serve.run(build_app(config, two), name=APP_NAME, route_prefix=serve_file.route_prefix)
-    outcomes: list[str] = []
-    errors: list[str] = []
-    stop = threading.Event()
 
-    def caller(w: int) -> None:
-        with RecommenderClient(f"127.0.0.1:{service['port']}", timeout=20) as c:
-            i = w
-            while not stop.is_set():
-                try:
-                    c.recommend([f"i{i % 30 + 1}", f"i{(i + 7) % 30 + 1}"], k=5)
-                    outcomes.append("ok")
-                except grpc.RpcError as e:
-                    outcomes.append(e.code().name)
-                    errors.append(e.details() or "")
-                i += 8
+    def recommend(c: RecommenderClient, i: int) -> None:
+        c.recommend([f"i{i % 30 + 1}", f"i{(i + 7) % 30 + 1}"], k=5)
 
     try:
-        threads = [threading.Thread(target=caller, args=(w,)) for w in range(8)]
-        for t in threads:
-            t.start()
-        time.sleep(3)
-        victim = next(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                      if "Recommender" in a["name"] and "SERVE_REPLICA" in a["name"])
-        ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
-        time.sleep(6)
-        stop.set()
-        for t in threads:
-            t.join(timeout=60)
-        failed = len(outcomes) - outcomes.count("ok")
-        assert outcomes.count("ok") > 100 and failed <= 0.01 * len(outcomes), (failed, len(outcomes), errors[:3])
+        with Load(f"127.0.0.1:{service['port']}", 8, recommend) as load:
+            time.sleep(3)
+            kill_one_recommender()
+            time.sleep(6)
+        calls, ok, errors = sum(load.outcomes.values()), load.outcomes["OK"], load.details
+        assert ok > 100 and calls - ok <= 0.01 * calls, (calls - ok, calls, errors[:3])
         assert not any("Traceback" in e or "File \"" in e or "pid=" in e for e in errors), errors[:3]
     finally:
-        stop.set()
         serve.run(build_app(config, options()), name=APP_NAME, route_prefix=serve_file.route_prefix)
 
 
@@ -314,10 +293,9 @@ def test_recommend_recovers_from_a_replica_loss_whatever_explain_is_doing(servic
     then the Recommender's only replica is killed. Its replacement must not wait behind the
     Explainer's replicas for a CPU (where it did, Recommend stayed down until the burst
     ended). The bound only catches that; recovery takes seconds (docs/operations.md)."""
-    import threading
-
-    import ray
     from ray import serve
+
+    from attnrec.bench.faults import Load, kill_one_recommender
 
     config, serve_file = service["config"], service["serve_file"]
     real = ServeFile.load(DEFAULT_CONFIG).deployments
@@ -329,41 +307,28 @@ def test_recommend_recovers_from_a_replica_loss_whatever_explain_is_doing(servic
                                                  "upscale_delay_s": 0.5, "downscale_delay_s": 120,
                                                  "metrics_interval_s": 0.5, "look_back_period_s": 1}}
     serve.run(build_app(config, tight), name=APP_NAME, route_prefix=serve_file.route_prefix)
-    stop = threading.Event()
 
-    def explain_burst(w: int) -> None:
-        with RecommenderClient(f"127.0.0.1:{service['port']}", timeout=60) as c:
-            while not stop.is_set():
-                try:
-                    c.explain(history=[f"i{w}", f"i{w + 1}", f"i{w + 2}"], n_steps=128)
-                except grpc.RpcError:
-                    pass
+    def explain(c: RecommenderClient, i: int) -> None:
+        c.explain(history=[f"i{i % 30 + 1}", f"i{i % 30 + 2}", f"i{i % 30 + 3}"], n_steps=128)
 
     def explainers() -> int:
         """Explainer replicas wanted: running, starting, or waiting for resources."""
         return sum(serve.status().applications[APP_NAME].deployments["Explainer"].replica_states.values())
 
-    burst = [threading.Thread(target=explain_burst, args=(w,)) for w in range(6)]
     try:
-        for t in burst:
-            t.start()
-        deadline = time.monotonic() + 60
-        while explainers() < 2 and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert explainers() == 2, "the Explain burst should have scaled the Explainer up to two replicas"
-        victim = next(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                      if "Recommender" in a["name"] and "SERVE_REPLICA" in a["name"])
-        ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
-        killed, answered = time.monotonic(), None
-        while answered is None and time.monotonic() - killed < 90:  # the bound catches starvation only
-            try:
-                client.recommend(["i1", "i2"], k=3, timeout=2)
-                answered = time.monotonic() - killed
-            except grpc.RpcError:
-                time.sleep(0.2)
-        assert answered is not None, "Recommend did not come back while Explain was busy"
+        with Load(f"127.0.0.1:{service['port']}", 6, explain):  # the Explain burst
+            deadline = time.monotonic() + 60
+            while explainers() < 2 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert explainers() == 2, "the Explain burst should have scaled the Explainer up to two replicas"
+            kill_one_recommender()
+            killed, answered = time.monotonic(), None
+            while answered is None and time.monotonic() - killed < 90:  # the bound catches starvation only
+                try:
+                    client.recommend(["i1", "i2"], k=3, timeout=2)
+                    answered = time.monotonic() - killed
+                except grpc.RpcError:
+                    time.sleep(0.2)
+            assert answered is not None, "Recommend did not come back while Explain was busy"
     finally:
-        stop.set()
-        for t in burst:
-            t.join(timeout=120)
         serve.run(build_app(config, options()), name=APP_NAME, route_prefix=serve_file.route_prefix)
