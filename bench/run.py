@@ -50,7 +50,7 @@ def run(config: BenchConfig, out: Path, progress: bool = True) -> Report:
     rounds = servers(config, config.checkpoint, bar, out)  # the load generator draws its ids from the checkpoint
     bar.close()
     ratios, by_round = goal_ratios(rounds)
-    report = Report(config, measured, created, ckpt.metadata.get("model_version"), alone, methods, rounds, ratios,
+    report = Report(config, measured, created, ckpt.model_version, alone, methods, rounds, ratios,
                     by_round)
     (out / "bench.json").write_text(report.to_json())
     plot(report, out)

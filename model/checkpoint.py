@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from attnrec.model.config import ModelConfig
@@ -51,6 +53,13 @@ class Checkpoint:
     def config(self) -> ModelConfig:
         return self.model.config
 
+    @property
+    def model_version(self) -> str:
+        """Names these weights: the training run (data fingerprint and best epoch) and a digest of
+        every parameter, so two runs on the same data with other seeds never share a version."""
+        run = f"{self.metadata.get('data_fingerprint') or 'data'}-e{self.metadata.get('best_epoch', 0)}"
+        return f"{run}-{weights_digest(self.model)}"
+
     def user_inputs(self, user_index: np.ndarray, device: torch.device | str = "cpu") -> list[torch.Tensor] | None:
         """The model's user input for user indices (B,), 0 = unknown; None when the model has no user token."""
         if not self.config.has_user_token:
@@ -73,13 +82,35 @@ class Checkpoint:
         (d / "metadata.json").write_text(json.dumps(self.metadata, indent=2, default=str))
 
 
+def weights_digest(model: torch.nn.Module) -> str:
+    """12 hex digits of SHA-256 over every parameter and buffer, by name: equal exactly when the weights are."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory that cannot be served: a file missing or unreadable, or weights
+    that do not fit the model its config.json describes."""
+
+
 def load_checkpoint(directory: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
     d = Path(directory)
     if not (d / "config.json").exists():
         raise FileNotFoundError(f"{d}: not a checkpoint directory (no config.json)")
-    config = ModelConfig.from_json((d / "config.json").read_text())
-    model = SASRec(config)
-    model.load_state_dict(load_file(str(d / "model.safetensors")))
+    missing = [f for f in ("model.safetensors", "items.parquet", "users.parquet", "encoders.json")
+               if not (d / f).exists()]
+    if missing:
+        raise CheckpointError(f"{d}: incomplete checkpoint, missing {', '.join(missing)}")
+    try:
+        config = ModelConfig.from_json((d / "config.json").read_text())
+        model = SASRec(config)
+        model.load_state_dict(load_file(str(d / "model.safetensors")))
+    except (RuntimeError, ValueError, TypeError, KeyError, OSError, SafetensorError) as e:  # wrong shapes, a torn file
+        raise CheckpointError(f"{d}: the weights do not fit the model config.json describes: "
+                              f"{str(e).splitlines()[0][:300]}") from e
     model.to(device).eval()
     encoders = json.loads((d / "encoders.json").read_text())
     users = pq.read_table(d / "users.parquet")

@@ -113,6 +113,7 @@ def evaluate_checkpoint(directory, tables, device: str = "auto", history_limit: 
 
     dev = resolve_device(device)
     ckpt = load_checkpoint(directory, dev)
+    version = ckpt.model_version  # of the weights as saved, before item codes are re-encoded below
     users = Vocab.from_columns(tables.interactions.column("user_id"))
     seqs, dropped = build_sequences(tables.interactions, ckpt.items, users)
     split = leave_one_out(seqs)
@@ -135,7 +136,7 @@ def evaluate_checkpoint(directory, tables, device: str = "auto", history_limit: 
         test = EvalCase(test.rows, [h[-history_limit:] for h in test.histories], test.targets)
     return {
         "checkpoint": str(directory),
-        "model_version": ckpt.metadata.get("model_version", ""),
+        "model_version": version,
         "n_items": len(ckpt.items),
         "dropped_unknown_interactions": dropped,
         "history_limit": history_limit,

@@ -185,6 +185,7 @@ def train(
     model.eval()
     ckpt.metadata = _metadata(config, prepared, best_epoch, best, history, data_fingerprint)
     ckpt.metadata["train_seconds"] = round(time.monotonic() - started, 1)
+    ckpt.metadata["model_version"] = ckpt.model_version  # for people reading metadata.json; served from the weights
     if out is not None:
         ckpt.save(out)
     return ckpt
@@ -192,7 +193,6 @@ def train(
 
 def _metadata(config: TrainConfig, prepared: Prepared, epoch: int, ndcg: float, history: list, fp: str) -> dict:
     return {
-        "model_version": f"{fp or 'data'}-e{epoch}",
         "data_fingerprint": fp,
         "n_items": len(prepared.items),
         "n_users": len(prepared.users),

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import yaml
 from ray.serve import Application
 
 from attnrec.model.checkpoint import resolve_checkpoint
-from attnrec.serving.config import DEFAULT_CONFIG, ServingConfig
+from attnrec.serving.config import CHECKPOINT_KEY, DEFAULT_CONFIG, ServingConfig
 from attnrec.serving.deployments import Explainer, Recommender
 
 APP_NAME = "attnrec"
 SERVICER = "attnrec.serving.wire.add_RecommenderServicer_to_server"
+IMPORT_PATH = "attnrec.serving.app:app_builder"
+MODEL_DEPLOYMENTS = ("Recommender", "Explainer")  # every deployment that loads the checkpoint
 
 
 def build_app(config: ServingConfig, options: dict[str, dict] | None = None) -> Application:
@@ -28,6 +31,39 @@ def build_app(config: ServingConfig, options: dict[str, dict] | None = None) -> 
 def app_builder(args: dict) -> Application:
     """Entry point for `serve run` / `serve deploy` with serve.yaml (`import_path`)."""
     return build_app(ServingConfig(**args))
+
+
+def app_config(config: ServingConfig, deployments: dict[str, dict], route_prefix: str,
+               runtime_env: dict | None = None) -> dict:
+    """The application as a Serve config (one entry of serve.yaml's `applications`), which is how
+    attnrec deploys it: Serve then applies a later config that changes only `user_config` (a new
+    checkpoint, batching knobs) to the running replicas, without restarting them."""
+    args = asdict(replace(config, checkpoint=resolve_checkpoint(config.checkpoint)))
+    return {"name": APP_NAME, "route_prefix": route_prefix, "import_path": IMPORT_PATH, "args": args,
+            "runtime_env": runtime_env or {},
+            "deployments": [{"name": name, **options} for name, options in deployments.items()]}
+
+
+def served_checkpoint(app: dict) -> str:
+    """The checkpoint an application config serves: the last rollout's, else the one it started with."""
+    for d in app.get("deployments", []):
+        if d["name"] == "Recommender" and CHECKPOINT_KEY in (d.get("user_config") or {}):
+            return d["user_config"][CHECKPOINT_KEY]
+    return resolve_checkpoint(app.get("args", {}).get("checkpoint"))
+
+
+def with_checkpoint(app: dict, checkpoint: str) -> dict:
+    """The same application config, every model deployment told to serve `checkpoint` (their
+    other user_config keys kept)."""
+    new = copy.deepcopy(app)
+    entries = {d["name"]: d for d in new.setdefault("deployments", [])}
+    for name in MODEL_DEPLOYMENTS:
+        if name not in entries:
+            entries[name] = {"name": name}
+            new["deployments"].append(entries[name])
+        # batching keys left out keep BatchConfig's defaults, as when there was no user_config
+        entries[name]["user_config"] = {**(entries[name].get("user_config") or {}), CHECKPOINT_KEY: checkpoint}
+    return new
 
 
 @dataclass

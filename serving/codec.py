@@ -76,7 +76,7 @@ class Catalog:
         self.user_codes = ckpt.user_codes if ckpt.config.has_user_token else None
         self.user_encoders = {e.name: e for e in ckpt.user_encoders}
         self.max_len = ckpt.config.max_len
-        self.model_version = str(ckpt.metadata.get("model_version", ""))
+        self.model_version = ckpt.model_version
 
     def lookup(self, ids: Sequence[str], unknown: dict[str, None]) -> np.ndarray:
         """Indices of known ids (unknown ones are added to `unknown`, first seen first)."""

@@ -25,6 +25,18 @@ class ServingConfig:
     max_explain_top_k: int = 10  # Explain: recommendations explained per call
 
 
+CHECKPOINT_KEY = "checkpoint"  # user_config: the checkpoint every replica serves; `attnrec rollout` sets it
+
+
+def checkpoint_of(user_config: dict) -> tuple[str | None, dict]:
+    """(the user_config's checkpoint or None, the rest of it)."""
+    rest = {k: v for k, v in user_config.items() if k != CHECKPOINT_KEY}
+    checkpoint = user_config.get(CHECKPOINT_KEY)
+    if checkpoint is not None and not isinstance(checkpoint, str):
+        raise ValueError(f"user_config: {CHECKPOINT_KEY} must be a directory path, got {checkpoint!r}")
+    return checkpoint, rest
+
+
 @dataclass(frozen=True)
 class BatchConfig:
     """@serve.batch settings, set from Serve's user_config at start and on every reconfigure."""

@@ -20,13 +20,14 @@ from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
-from attnrec.model.checkpoint import load_checkpoint
-from attnrec.model.train import resolve_device
+from attnrec.model.checkpoint import resolve_checkpoint
+from attnrec.model.sasrec import SASRec
 from attnrec.serving.batching import BatchStats, BatchWait
-from attnrec.serving.codec import Catalog, InvalidArgument, Query, Ranked, decode_recommend, encode_recommend
-from attnrec.serving.config import BatchConfig, ServingConfig
+from attnrec.serving.codec import InvalidArgument, Query, Ranked, decode_recommend, encode_recommend
+from attnrec.serving.config import BatchConfig, ServingConfig, checkpoint_of
 from attnrec.serving.explain_codec import answer_explains
-from attnrec.serving.ranking import answer_in_chunks, rank
+from attnrec.serving.loaded import Loaded, load
+from attnrec.serving.ranking import answer_in_chunks, rank_each
 from attnrec.serving.wire import Malformed
 from attnrec.v1 import recommender_pb2 as pb
 
@@ -73,6 +74,18 @@ def rpc(response_type):
     return wrap
 
 
+async def swap(current: Loaded, checkpoint: str | None, config: ServingConfig, who: str) -> Loaded:
+    """What a replica serves after a reconfigure: user_config's checkpoint, else the one the
+    application was started with. A new one loads beside the current, off the event loop, so
+    calls in flight and arriving keep being answered by the old until one reference changes."""
+    path = resolve_checkpoint(checkpoint or config.checkpoint)
+    if path == current.path:
+        return current
+    new = await asyncio.to_thread(load, path, config.device)
+    log.info("%s now serves %s (%s, was %s)", who, new.path, new.model_version, current.model_version)
+    return new
+
+
 DEFAULT_BATCH = BatchConfig()  # batching defaults come from BatchConfig alone (serve.yaml and bench leave them out)
 
 
@@ -80,47 +93,48 @@ DEFAULT_BATCH = BatchConfig()  # batching defaults come from BatchConfig alone (
 class Recommender:
     def __init__(self, config: ServingConfig, explainer: DeploymentHandle | None = None):
         self.config = config
-        ckpt = load_checkpoint(config.checkpoint, resolve_device(config.device))
-        self.model = ckpt.model
-        self.catalog = Catalog(ckpt)
+        self.loaded = load(config.checkpoint, config.device)  # replaced whole by a rollout (reconfigure)
         self.explainer = explainer
         self.stats = BatchStats()
         self.batch_config = DEFAULT_BATCH  # replaced by reconfigure() when Serve passes a user_config
         self.batch_wait = BatchWait(self.batch_config)
         self.in_flight = 0  # Recommend calls between decoding and answer: the batch and its queue
-        log.info("Recommender loaded %s (%s, %d items) on %s", config.checkpoint, self.catalog.model_version,
-                 len(self.catalog.item_index), self.model.item_emb.weight.device)
+        log.info("Recommender loaded %s (%s, %d items) on %s", self.loaded.path, self.loaded.model_version,
+                 len(self.loaded.catalog.item_index), self.loaded.ckpt.model.item_emb.weight.device)
 
-    def reconfigure(self, user_config: dict) -> None:
-        batch = BatchConfig.from_user_config(user_config)
+    async def reconfigure(self, user_config: dict) -> None:
+        checkpoint, rest = checkpoint_of(user_config)
+        batch = BatchConfig.from_user_config(rest)
         self._rank_batched.set_max_batch_size(batch.max_batch_size)
         self._rank_batched.set_batch_wait_timeout_s(batch.batch_wait_timeout_s)
         self.batch_config = batch
         self.batch_wait = BatchWait(batch)
+        self.loaded = await swap(self.loaded, checkpoint, self.config, "Recommender")
 
     @serve.batch(max_batch_size=DEFAULT_BATCH.max_batch_size, batch_wait_timeout_s=DEFAULT_BATCH.batch_wait_timeout_s)
-    async def _rank_batched(self, queries: list[Query]) -> list[Ranked]:
-        self.stats.record(len(queries))
+    async def _rank_batched(self, jobs: list[tuple[SASRec, Query]]) -> list[Ranked]:
+        self.stats.record(len(jobs))
         self._rank_batched.set_batch_wait_timeout_s(self.batch_wait.after(self.in_flight))  # for the next batch
-        return rank(self.model, queries)
+        return rank_each(jobs)
 
     @rpc(pb.RecommendResponse)
     async def Recommend(self, request: pb.RecommendRequest, grpc_context) -> pb.RecommendResponse:
-        query = decode_recommend(request, self.catalog, self.config)
+        loaded = self.loaded  # this call's model, start to end
+        query = decode_recommend(request, loaded.catalog, self.config)
         self.in_flight += 1
         try:
-            ranked = await self._rank_batched(query)
+            ranked = await self._rank_batched((loaded.ckpt.model, query))
         finally:
             self.in_flight -= 1
-        return encode_recommend(query, ranked, self.catalog)
+        return encode_recommend(query, ranked, loaded.catalog)
 
     @rpc(pb.RecommendBatchResponse)
     async def RecommendBatch(self, request: pb.RecommendBatchRequest, grpc_context) -> pb.RecommendBatchResponse:
         n = len(request.requests)
         if not 1 <= n <= self.config.max_batch_requests:
             raise InvalidArgument("requests", f"{n} entries, expected 1..{self.config.max_batch_requests}")
-        response = pb.RecommendBatchResponse()
-        for size in answer_in_chunks(request, self.model, self.catalog, self.config,
+        loaded, response = self.loaded, pb.RecommendBatchResponse()
+        for size in answer_in_chunks(request, loaded.ckpt.model, loaded.catalog, self.config,
                                      self.batch_config.max_batch_size, response):
             self.stats.record(size)
             await asyncio.sleep(0)  # single Recommends waiting on this replica go between chunks
@@ -149,9 +163,9 @@ class Recommender:
         return pb.ExplainResponse.FromString(payload)
 
     def stats_summary(self) -> dict:
-        """Batch sizes formed so far (call through a DeploymentHandle)."""
+        """Batch sizes formed so far, and the model served (call through a DeploymentHandle)."""
         return {**self.stats.summary(), "batch_config": vars(self.batch_config), "batch_wait_s": self.batch_wait.wait_s,
-                "batch_wait_switches": self.batch_wait.switches}
+                "batch_wait_switches": self.batch_wait.switches, "model_version": self.loaded.model_version}
 
 
 @serve.deployment(max_ongoing_requests=8, max_queued_requests=8)  # past these, Explain is RESOURCE_EXHAUSTED
@@ -163,9 +177,14 @@ class Explainer:
 
     def __init__(self, config: ServingConfig):
         self.config = config
-        self.ckpt = load_checkpoint(config.checkpoint, resolve_device(config.device))
-        self.catalog = Catalog(self.ckpt)
+        self.loaded = load(config.checkpoint, config.device)  # replaced whole by a rollout (reconfigure)
         self.stats = BatchStats()
+
+    async def reconfigure(self, user_config: dict) -> None:
+        checkpoint, rest = checkpoint_of(user_config)
+        if rest:
+            raise ValueError(f"user_config: unknown keys {sorted(rest)} (the Explainer takes only checkpoint)")
+        self.loaded = await swap(self.loaded, checkpoint, self.config, "Explainer")
 
     async def explain(self, payload: bytes) -> tuple[bytes, str, str]:
         """Serialized ExplainRequest -> (serialized ExplainResponse, status code name or "", details)."""
@@ -174,12 +193,13 @@ class Explainer:
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.002)  # requests queue while one batch computes
     async def _explain_batched(self, payloads: list[bytes]) -> list[tuple[bytes, str, str]]:
         self.stats.record(len(payloads))
+        loaded = self.loaded
         requests = [pb.ExplainRequest.FromString(p) for p in payloads]
-        return [_explain_wire(a) for a in answer_explains(requests, self.ckpt, self.catalog, self.config)]
+        return [_explain_wire(a) for a in answer_explains(requests, loaded.ckpt, loaded.catalog, self.config)]
 
     def stats_summary(self) -> dict:
-        """Explanation batch sizes formed so far (call through a DeploymentHandle)."""
-        return self.stats.summary()
+        """Explanation batch sizes formed so far, and the model served (call through a DeploymentHandle)."""
+        return {**self.stats.summary(), "model_version": self.loaded.model_version}
 
 
 def _explain_wire(answer: pb.ExplainResponse | Exception) -> tuple[bytes, str, str]:

@@ -30,6 +30,11 @@ MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # 1,024 users x k = 1,000 fit with room
 log = logging.getLogger("ray.serve")
 
 
+def worker_runtime_env(host: str) -> dict:
+    """The runtime_env that applies this hook to every worker of attnrec's Ray job and application."""
+    return {"env_vars": {HOST_ENV: host}, "worker_process_setup_hook": f"{__name__}.harden_grpc_servers"}
+
+
 def harden_grpc_servers() -> None:
     """The worker-process setup hook: the changes above."""
     bind_grpc_proxy_to_host()

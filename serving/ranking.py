@@ -70,6 +70,19 @@ def rank(model: SASRec, queries: Sequence[Query]) -> list[Ranked]:
     return out  # type: ignore[return-value]
 
 
+def rank_each(jobs: Sequence[tuple[SASRec, Query]]) -> list[Ranked]:
+    """Rank (model, query) pairs, one forward pass per distinct model: a batch formed while a
+    replica swaps checkpoints holds queries decoded against either, each ranked by its own."""
+    out: list[Ranked | None] = [None] * len(jobs)
+    groups: dict[int, list[int]] = {}
+    for i, (model, _) in enumerate(jobs):
+        groups.setdefault(id(model), []).append(i)
+    for rows in groups.values():
+        for i, ranked in zip(rows, rank(jobs[rows[0]][0], [jobs[i][1] for i in rows])):
+            out[i] = ranked
+    return out  # type: ignore[return-value]
+
+
 def _collect(out: list, rows: list[int], queries: Sequence[Query], items: torch.Tensor, scores: torch.Tensor) -> None:
     items, scores = items.cpu().numpy(), scores.float().cpu().numpy()
     for r, i in enumerate(rows):

@@ -32,6 +32,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="Ray Serve's RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (in Ray 2.60 this includes --direct-ingress)")
     p.set_defaults(run=cmd_serve)
 
+    o = sub.add_parser("rollout", help="make a running attnrec serve a new checkpoint, with no failed calls",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    o.add_argument("--checkpoint", required=True, help="checkpoint directory to serve (a path every node sees)")
+    o.add_argument("--address", default="auto",
+                   help="Ray cluster of the running service: auto = the one on this machine, or the head's "
+                        "address (host:6379, ray://host:10001)")
+    o.add_argument("--allow-new-catalog", action="store_true",
+                   help="accept a checkpoint with another item catalogue or other user features")
+    o.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds for every replica to take it; past them the old model is restored")
+    o.set_defaults(run=cmd_rollout)
+
     r = sub.add_parser("recommend", help="ask a running service for recommendations (a gRPC client)")
     r.add_argument("--target", default="127.0.0.1:9000", help="host:port of the gRPC proxy")
     r.add_argument("--user", default="", help="user id (selects stored user features)")
@@ -75,10 +87,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         start_service(config, serve_file, grpc_port, http_port, args.host)
         examples = _example_history(checkpoint)
+        import ray
+
         print(f"\nattnrec is serving on {args.host}:{grpc_port} (gRPC, reflection on). Try:\n"
               f"  attnrec recommend --target 127.0.0.1:{grpc_port} --history {','.join(examples)} --k 5\n"
               f"  grpcurl -plaintext -d '{{\"history\": {json.dumps(examples)}, \"k\": 5}}' "
               f"127.0.0.1:{grpc_port} attnrec.v1.Recommender/Recommend\n"
+              f"New weights, no failed calls: attnrec rollout --checkpoint DIR "
+              f"--address {ray.get_runtime_context().gcs_address}\n"
               f"Ctrl-C stops.", flush=True)
         if direct:
             try:
@@ -100,6 +116,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import ray
 
         ray.shutdown()
+    return 0
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    # `attnrec serve` starts Ray with token authentication (Ray's default for a new cluster), its
+    # token in ~/.ray/auth_token; Ray finds it by itself only for --address auto. Set before Ray
+    # is imported: Ray reads the mode once.
+    token_given = {"RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & set(os.environ)
+    if "RAY_AUTH_MODE" not in os.environ and (token_given or (Path.home() / ".ray" / "auth_token").exists()):
+        os.environ["RAY_AUTH_MODE"] = "token"
+    import ray
+
+    from attnrec.serving.rollout import RolloutFailed, RolloutRefused, rollout
+
+    try:
+        ray.init(address=args.address, log_to_driver=False, logging_level="WARNING")
+    except ConnectionError as e:
+        print(f"attnrec rollout: no Ray cluster at {args.address} ({e}); is `attnrec serve` running?",
+              file=sys.stderr)
+        return 2
+    try:
+        done = rollout(args.checkpoint, args.allow_new_catalog, args.timeout, say=lambda m: print(m, flush=True))
+    except RolloutRefused as e:
+        print(f"attnrec rollout: refused, the served model keeps serving: {e}", file=sys.stderr)
+        return 2
+    except RolloutFailed as e:
+        print(f"attnrec rollout: failed: {e}", file=sys.stderr)
+        return 1
+    finally:
+        ray.shutdown()
+    print(f"serving {done.new_version} (was {done.old_version}) from {done.checkpoint}; "
+          f"switched in {done.switch_s:.1f} s")
     return 0
 
 

@@ -8,9 +8,9 @@ import socket
 import time
 from dataclasses import replace
 
-from attnrec.serving.app import APP_NAME, ServeFile, build_app
+from attnrec.serving.app import APP_NAME, ServeFile, app_config
 from attnrec.serving.config import ServingConfig
-from attnrec.serving.proxy_hooks import HOST_ENV
+from attnrec.serving.proxy_hooks import worker_runtime_env
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,8 @@ def start_ray(num_cpus: int | None = None, host: str = "127.0.0.1", dashboard: b
     import ray
 
     if not ray.is_initialized():
-        runtime_env = {"env_vars": {HOST_ENV: host},
-                       "worker_process_setup_hook": "attnrec.serving.proxy_hooks.harden_grpc_servers"}
-        ray.init(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host=host, runtime_env=runtime_env,
-                 resources=resources or None)
+        ray.init(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host=host,
+                 runtime_env=worker_runtime_env(host), resources=resources or None)
 
 
 def start_service(config: ServingConfig, serve_file: ServeFile, grpc_port: int, http_port: int,
@@ -79,16 +77,43 @@ def start_service(config: ServingConfig, serve_file: ServeFile, grpc_port: int, 
         grpc_options=gRPCOptions(port=grpc_port, grpc_servicer_functions=serve_file.servicer_functions,
                                  request_timeout_s=serve_file.request_timeout_s),
     )
-    serve.run(build_app(config, serve_file.deployments), name=APP_NAME, route_prefix=serve_file.route_prefix,
-              blocking=False)
-    deadline = time.monotonic() + blocking_timeout_s
-    while serve.status().applications[APP_NAME].status != "RUNNING":
-        status = serve.status().applications[APP_NAME]
+    deploy(config, serve_file, host, blocking_timeout_s)
+
+
+def deploy(config: ServingConfig, serve_file: ServeFile, host: str = "127.0.0.1", timeout_s: float = 600) -> None:
+    """Deploy (or redeploy) attnrec with `serve_file`'s deployment options; returns once it runs."""
+    apply(app_config(config, serve_file.deployments, serve_file.route_prefix, worker_runtime_env(host)))
+    wait_running(timeout_s)
+
+
+def apply(app: dict) -> None:
+    """Hand Serve's controller an application config, as `serve deploy` does through the dashboard
+    (which attnrec does not start): the application moves to it, replica by replica."""
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ServeDeploySchema
+
+    _get_global_client().deploy_apps(ServeDeploySchema(applications=[app]))
+
+
+def deployed_app() -> dict | None:
+    """The application config attnrec last deployed on this Ray cluster, None where there is none."""
+    import ray
+    from ray.serve.context import _get_global_client
+
+    configs = ray.get(_get_global_client()._controller.get_app_configs.remote())
+    return configs[APP_NAME].model_dump(exclude_unset=True) if APP_NAME in configs else None
+
+
+def wait_running(timeout_s: float) -> None:
+    """Until Serve reports the application RUNNING: every deployment at its target config."""
+    from ray import serve
+
+    deadline = time.monotonic() + timeout_s
+    while (status := serve.status().applications[APP_NAME]).status != "RUNNING":
         if status.status == "DEPLOY_FAILED":
             raise RuntimeError(f"attnrec failed to deploy: {status.message}")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"attnrec not running after {blocking_timeout_s:.0f} s: "
-                               f"{status.status} {status.message}")
+            raise TimeoutError(f"attnrec not running after {timeout_s:.0f} s: {status.status} {status.message}")
         time.sleep(0.5)
 
 

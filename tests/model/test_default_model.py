@@ -11,7 +11,7 @@ from attnrec.model.evaluate import evaluate_checkpoint
 def test_kept_checkpoint_loads_and_scores_what_it_says():
     ckpt = load_checkpoint(DEFAULT_CHECKPOINT)
     recorded = json.loads((DEFAULT_CHECKPOINT / "eval.json").read_text())
-    assert recorded["model_version"] == ckpt.metadata["model_version"]
+    assert recorded["model_version"] == ckpt.metadata["model_version"] == ckpt.model_version
     paths = embedded_movielens()
     result = evaluate_checkpoint(DEFAULT_CHECKPOINT, load_tables(paths["interactions"], paths["items"]), device="cpu")
     assert result["dropped_unknown_interactions"] == 0

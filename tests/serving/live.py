@@ -32,6 +32,16 @@ def start(checkpoint) -> dict:
     return {"port": port, "config": config, "serve_file": serve_file}
 
 
+def redeploy(service: dict, deployments: dict[str, dict]) -> None:
+    """The shared service with other deployment options (Serve keeps replicas whose options
+    differ only in user_config)."""
+    from dataclasses import replace
+
+    from attnrec.serving.server import deploy
+
+    deploy(service["config"], replace(service["serve_file"], deployments=deployments))
+
+
 def direct_target() -> str:
     from attnrec.serving.server import direct_ingress_targets
 

@@ -103,7 +103,7 @@ def test_encode_response(catalog, ckpt):
     q = decode_recommend(req(history=["i1", "what"]), catalog, CONFIG)
     r = encode_recommend(q, rank(ckpt.model, [q])[0], catalog)
     assert len(r.items) == 5 and list(r.unknown_item_ids) == ["what"] and r.history_used == 1
-    assert r.model_version == ckpt.metadata["model_version"]
+    assert r.model_version == ckpt.model_version
     assert [i.score for i in r.items] == sorted((i.score for i in r.items), reverse=True)
 
 

@@ -73,7 +73,30 @@ def call_in_flight(client: RecommenderClient, i: int) -> str:
         return f"{e.code().name}: {e.details()}"
 
 
-def test_serve_answers_recommend_and_stops_on_sigterm():
+def retrained_default(directory: Path) -> Path:
+    """The embedded checkpoint with other weights (same shapes, same catalogue): a new model version."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from attnrec.model.checkpoint import DEFAULT_CHECKPOINT
+
+    shutil.copytree(DEFAULT_CHECKPOINT, directory)
+    weights = load_file(str(directory / "model.safetensors"))
+    torch.manual_seed(0)
+    weights["item_emb.weight"] += 0.01 * torch.randn_like(weights["item_emb.weight"])
+    save_file(weights, str(directory / "model.safetensors"))
+    return directory
+
+
+def ray_address(seen: list[str]) -> str:
+    """The Ray address in the rollout command `attnrec serve` printed."""
+    words = next(line for line in seen if "attnrec rollout --checkpoint DIR" in line).split()
+    return words[words.index("--address") + 1]
+
+
+def test_serve_answers_recommend_and_stops_on_sigterm(tmp_path):
     attnrec = console_script()
     port, http_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # its own Ray, as on a fresh machine
@@ -84,12 +107,25 @@ def test_serve_answers_recommend_and_stops_on_sigterm():
     try:
         lines = lines_of(serve)
         assert wait_for(lines, READY, START_BOUND_S, seen), "".join(seen[-40:])
+        assert wait_for(lines, "Ctrl-C stops", 30, seen), "".join(seen[-40:])  # the rest of the ready message
         answer = subprocess.run([attnrec, "recommend", "--target", f"127.0.0.1:{port}", "--history", "1,32,260",
                                  "--k", "5"], capture_output=True, text=True, timeout=120, env=env)
         assert answer.returncode == 0, answer.stderr
         ranked = [line for line in answer.stdout.splitlines() if line.strip()[:2] in {f"{i}." for i in range(1, 6)}]
         assert len(ranked) == 5, answer.stdout
         assert answer.stdout.startswith("model "), answer.stdout
+
+        rollout = [attnrec, "rollout", "--address", ray_address(seen), "--checkpoint"]
+        refused = subprocess.run(rollout + [str(tmp_path / "none")], capture_output=True, text=True, timeout=300,
+                                 env=env)
+        assert refused.returncode == 2 and "not a checkpoint directory" in refused.stderr, refused.stderr
+        rolled = subprocess.run(rollout + [str(retrained_default(tmp_path / "new"))], capture_output=True, text=True,
+                                timeout=300, env=env)
+        assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+        new_version = rolled.stdout.strip().splitlines()[-1].split()[1]
+        answer = subprocess.run([attnrec, "recommend", "--target", f"127.0.0.1:{port}", "--history", "1,32,260"],
+                                capture_output=True, text=True, timeout=120, env=env)
+        assert answer.stdout.startswith(f"model {new_version};"), (answer.stdout, rolled.stdout)
 
         with RecommenderClient(f"127.0.0.1:{port}", timeout=120) as client, ThreadPoolExecutor(16) as pool:
             client.recommend(["1"], k=1)  # connected: the calls below reach the server at once

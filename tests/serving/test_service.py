@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from attnrec.model.checkpoint import load_checkpoint
-from attnrec.serving.app import APP_NAME, ServeFile, build_app
+from attnrec.serving.app import APP_NAME, ServeFile
 from attnrec.serving.client import RecommenderClient
 from attnrec.serving.codec import Catalog, decode_recommend
 from attnrec.serving.config import DEFAULT_CONFIG
 from attnrec.serving.ranking import rank
-from tests.serving.live import direct_target, options
+from tests.serving.live import direct_target, options, redeploy
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ def test_results_over_grpc_equal_the_models_own_topk(client, checkpoint, service
                                                   service["config"])])[0]
         assert [i.item_id for i in got.items] == catalog.item_ids[want.items].tolist()
         np.testing.assert_allclose([i.score for i in got.items], want.scores, rtol=1e-4, atol=1e-5)
-        assert got.model_version == ckpt.metadata["model_version"]
+        assert got.model_version == ckpt.model_version
 
 
 def test_proxies_listen_on_loopback_only(service):
@@ -108,10 +108,8 @@ def test_concurrent_calls_are_batched(client):
 
 
 def test_reconfigure_changes_batching_at_run_time(service):
-    from ray import serve
 
-    config, serve_file = service["config"], service["serve_file"]
-    serve.run(build_app(config, options(batch_size=3, wait=0.01)), name=APP_NAME, route_prefix=serve_file.route_prefix)
+    redeploy(service, options(batch_size=3, wait=0.01))
     summary = handle().stats_summary.remote().result()
     assert summary["batch_config"] == {"max_batch_size": 3, "batch_wait_timeout_s": 0.01, "adaptive_wait": False}
 
@@ -196,12 +194,10 @@ def test_concurrent_explanations_are_batched(client):
 def test_explain_sheds_load_when_the_explainers_queue_is_full(client, service):
     """Past the Explainer's max_queued_requests, Explain answers RESOURCE_EXHAUSTED at once,
     naming Explain, instead of queueing; the calls it admits are answered."""
-    from ray import serve
 
-    config, serve_file = service["config"], service["serve_file"]
     tight = options()
     tight["Explainer"] = {**tight["Explainer"], "max_ongoing_requests": 1, "max_queued_requests": 1}
-    serve.run(build_app(config, tight), name=APP_NAME, route_prefix=serve_file.route_prefix)
+    redeploy(service, tight)
 
     def call(i: int):
         try:
@@ -221,7 +217,7 @@ def test_explain_sheds_load_when_the_explainers_queue_is_full(client, service):
         assert all(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED for e in refused)
         assert all(e.details().startswith("Explain") for e in refused)
     finally:
-        serve.run(build_app(config, options()), name=APP_NAME, route_prefix=serve_file.route_prefix)
+        redeploy(service, options())
 
 
 def test_recommend_unaffected_when_the_explainer_is_killed(client):
@@ -263,15 +259,13 @@ def test_a_replica_killed_under_load_costs_at_most_one_percent_of_calls(service,
     """Two Recommender replicas, 8 callers through the proxy, one replica killed mid-run: calls
     on it come back UNAVAILABLE (never Ray's traceback) and the client's retry policy lands
     them on the other replica."""
-    from ray import serve
 
     from attnrec.bench.faults import Load, kill_one_recommender
 
-    config, serve_file = service["config"], service["serve_file"]
     two = options()
     two["Recommender"] = {k: v for k, v in two["Recommender"].items() if k != "autoscaling_config"}
     two["Recommender"]["num_replicas"] = 2
-    serve.run(build_app(config, two), name=APP_NAME, route_prefix=serve_file.route_prefix)
+    redeploy(service, two)
 
     def recommend(c: RecommenderClient, i: int) -> None:
         c.recommend([f"i{i % 30 + 1}", f"i{(i + 7) % 30 + 1}"], k=5)
@@ -285,7 +279,7 @@ def test_a_replica_killed_under_load_costs_at_most_one_percent_of_calls(service,
         assert ok > 100 and calls - ok <= 0.01 * calls, (calls - ok, calls, errors[:3])
         assert not any("Traceback" in e or "File \"" in e or "pid=" in e for e in errors), errors[:3]
     finally:
-        serve.run(build_app(config, options()), name=APP_NAME, route_prefix=serve_file.route_prefix)
+        redeploy(service, options())
 
 
 def test_recommend_recovers_from_a_replica_loss_whatever_explain_is_doing(service, client):
@@ -297,7 +291,6 @@ def test_recommend_recovers_from_a_replica_loss_whatever_explain_is_doing(servic
 
     from attnrec.bench.faults import Load, kill_one_recommender
 
-    config, serve_file = service["config"], service["serve_file"]
     real = ServeFile.load(DEFAULT_CONFIG).deployments
     tight = options()
     tight["Recommender"] = {"num_replicas": 1, "ray_actor_options": real["Recommender"]["ray_actor_options"],
@@ -306,7 +299,7 @@ def test_recommend_recovers_from_a_replica_loss_whatever_explain_is_doing(servic
                           "autoscaling_config": {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 1,
                                                  "upscale_delay_s": 0.5, "downscale_delay_s": 120,
                                                  "metrics_interval_s": 0.5, "look_back_period_s": 1}}
-    serve.run(build_app(config, tight), name=APP_NAME, route_prefix=serve_file.route_prefix)
+    redeploy(service, tight)
 
     def explain(c: RecommenderClient, i: int) -> None:
         c.explain(history=[f"i{i % 30 + 1}", f"i{i % 30 + 2}", f"i{i % 30 + 3}"], n_steps=128)
@@ -331,4 +324,4 @@ def test_recommend_recovers_from_a_replica_loss_whatever_explain_is_doing(servic
                     time.sleep(0.2)
             assert answered is not None, "Recommend did not come back while Explain was busy"
     finally:
-        serve.run(build_app(config, options()), name=APP_NAME, route_prefix=serve_file.route_prefix)
+        redeploy(service, options())

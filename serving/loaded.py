@@ -1,0 +1,71 @@
+"""The checkpoint a replica serves, as one value that is swapped whole on a rollout, and the
+checks a new checkpoint must pass before any replica is asked to load it. Pure: no Ray."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from attnrec.model.checkpoint import Checkpoint, CheckpointError, load_checkpoint, resolve_checkpoint
+from attnrec.model.train import resolve_device
+from attnrec.serving.codec import Catalog
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """Weights and the ids that go with them. A call reads `replica.loaded` once and uses that
+    value to the end, so an answer is always decoded, scored and labelled by one model_version."""
+
+    path: str
+    ckpt: Checkpoint
+    catalog: Catalog
+
+    @property
+    def model_version(self) -> str:
+        return self.catalog.model_version
+
+
+def load(path: str, device: str = "auto") -> Loaded:
+    """Load a checkpoint directory ("default" = the embedded one) for serving."""
+    resolved = resolve_checkpoint(path)
+    ckpt = load_checkpoint(resolved, resolve_device(device))
+    return Loaded(resolved, ckpt, Catalog(ckpt))
+
+
+def check_replacement(current: Checkpoint, new: Checkpoint, allow_new_catalog: bool = False) -> None:
+    """Raise CheckpointError when `new` cannot take over from `current` without callers noticing
+    more than a new model_version: another item catalogue (ids callers hold would become unknown
+    or change meaning) unless allowed, other user features (requests naming them would fail),
+    or weights that do not give finite scores."""
+    if new.items.ids != current.items.ids and not allow_new_catalog:
+        gone = len(set(current.items.ids) - set(new.items.ids))
+        added = len(set(new.items.ids) - set(current.items.ids))
+        raise CheckpointError(f"another item catalogue ({len(new.items)} items: {gone} of the served "
+                              f"{len(current.items)} gone, {added} new, or reordered); pass --allow-new-catalog "
+                              "if callers expect it")
+    old_features = sorted(e.name for e in current.user_encoders)
+    new_features = sorted(e.name for e in new.user_encoders)
+    if new_features != old_features and not allow_new_catalog:
+        raise CheckpointError(f"other user features ({new_features}, served: {old_features}); requests that "
+                              "name a feature would change meaning; pass --allow-new-catalog if callers expect it")
+    with torch.inference_mode():
+        model = new.model
+        device = model.item_emb.weight.device
+        history = torch.arange(1, min(len(new.items), model.config.max_len) + 1, device=device)[None]  # (1, T)
+        state = model.encode(history, new.user_inputs(np.zeros(1, np.int64), device))  # (1, D), an unknown user
+        scores = state @ model.all_item_vectors().T  # (1, N + 1)
+    if not torch.isfinite(scores[:, 1:]).all():
+        raise CheckpointError("the weights give non-finite scores")
+
+
+def check_rollout(current_path: str, new_path: str, allow_new_catalog: bool = False) -> tuple[str, str]:
+    """Load both checkpoints and check the new one may replace the current; returns
+    (current model_version, new model_version). Raises CheckpointError or FileNotFoundError."""
+    if not (Path(resolve_checkpoint(new_path)) / "config.json").exists():
+        raise FileNotFoundError(f"{new_path}: not a checkpoint directory (no config.json)")
+    current, new = load(current_path, "cpu"), load(new_path, "cpu")
+    check_replacement(current.ckpt, new.ckpt, allow_new_catalog)
+    return current.model_version, new.model_version
