@@ -3,9 +3,10 @@ direct-ingress port), from a hook that runs in every Ray worker process of the j
 documented `runtime_env["worker_process_setup_hook"]`) before those servers start.
 
 1. Listen on the host attnrec was asked to bind, not on every interface. Ray 2.60
-   hard-codes `[::]:PORT` for the gRPC proxy (HTTP honours http_options.host); the hook
-   wraps the one function that adds the listening address so that it uses
-   ATTNREC_GRPC_HOST. `attnrec serve --host 0.0.0.0` (or `::`) keeps Ray's behaviour.
+   hard-codes `[::]:PORT` for the gRPC proxy (HTTP honours http_options.host) and `[::]:0`
+   for each replica's inter-deployment gRPC server; the hook wraps the two functions that
+   add those listening addresses so that they use ATTNREC_GRPC_HOST. `attnrec serve --host
+   0.0.0.0` (or `::`) keeps Ray's behaviour.
 2. Bound message sizes: Ray's servers accept 2 GiB messages. Requests above
    MAX_REQUEST_BYTES are refused by gRPC itself with RESOURCE_EXHAUSTED before any of
    them is parsed; answers may reach MAX_RESPONSE_BYTES (a full RecommendBatch).
@@ -23,6 +24,8 @@ from __future__ import annotations
 
 import logging
 import os
+
+from attnrec.serving.network import is_wildcard
 
 HOST_ENV = "ATTNREC_GRPC_HOST"
 MAX_REQUEST_BYTES = 8 * 1024 * 1024  # the largest request accepted; docs/operations.md
@@ -42,22 +45,31 @@ def harden_grpc_servers() -> None:
     answer_failures_briefly()
 
 
+def on_host(address: str, host: str) -> str:
+    """A listening address `[::]:PORT` / `0.0.0.0:PORT` moved to `host`; any other kept."""
+    wildcard, _, port = address.rpartition(":")
+    return f"{host}:{port}" if is_wildcard(wildcard) else address
+
+
 def bind_grpc_proxy_to_host() -> None:
     host = os.environ.get(HOST_ENV)
-    if not host or host in ("0.0.0.0", "::", "[::]"):
+    if is_wildcard(host):
         return
     try:
-        from ray.serve._private import default_impl
+        from ray.serve._private import default_impl, replica
     except ImportError:
-        log.warning("attnrec: cannot restrict the gRPC proxy to %s: Ray's layout changed", host)
+        log.warning("attnrec: cannot restrict Serve's gRPC servers to %s: Ray's layout changed", host)
         return
-    original = default_impl.add_grpc_address
-
-    def add_grpc_address(server, address: str) -> None:
-        port = address.rsplit(":", 1)[-1]
-        original(server, f"{host}:{port}")
-
-    default_impl.add_grpc_address = add_grpc_address
+    add_grpc_address, add_port = default_impl.add_grpc_address, getattr(replica, "add_port_to_grpc_server", None)
+    if getattr(add_grpc_address, "attnrec_host", False):
+        return
+    default_impl.add_grpc_address = lambda server, address: add_grpc_address(server, on_host(address, host))
+    default_impl.add_grpc_address.attnrec_host = True
+    if add_port is None:
+        log.warning("attnrec: cannot restrict replicas' inter-deployment gRPC servers to %s: Ray's layout changed",
+                    host)
+        return
+    replica.add_port_to_grpc_server = lambda server, address: add_port(server, on_host(address, host))
 
 
 def limit_grpc_message_sizes() -> None:

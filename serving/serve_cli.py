@@ -12,6 +12,7 @@ from pathlib import Path
 
 from attnrec.model.checkpoint import resolve_checkpoint
 from attnrec.serving.config import DEFAULT_CONFIG
+from attnrec.serving.network import is_loopback_address, keep_ray_on_loopback
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -126,6 +127,8 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     token_given = {"RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & set(os.environ)
     if "RAY_AUTH_MODE" not in os.environ and (token_given or (Path.home() / ".ray" / "auth_token").exists()):
         os.environ["RAY_AUTH_MODE"] = "token"
+    if is_loopback_address(args.address):  # a driver of `attnrec serve`'s loopback-only Ray (serving/network.py)
+        keep_ray_on_loopback()
     import ray
 
     from attnrec.serving.rollout import RolloutFailed, RolloutRefused, rollout

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from attnrec.serving.app import APP_NAME, ServeFile, app_config
 from attnrec.serving.config import ServingConfig
+from attnrec.serving.network import is_wildcard, keep_ray_on_loopback
 from attnrec.serving.proxy_hooks import worker_runtime_env
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,9 @@ def free_port() -> int:
 def start_ray(num_cpus: int | None = None, host: str = "127.0.0.1", dashboard: bool = False,
               direct_ingress: bool = False, throughput_optimized: bool = False,
               resources: dict[str, float] | None = None) -> None:
-    """A local Ray whose Serve proxies bind `host` (loopback by default), without the dashboard by default.
+    """A local Ray that binds `host`: by default loopback, for Serve's ports and Ray's own
+    (Ray's single-machine mode); a wildcard host leaves Ray as it is on a cluster node.
+    No dashboard by default.
 
     direct_ingress: every Recommender replica also serves the gRPC API on its own port
     (Ray Serve's RAY_SERVE_ENABLE_DIRECT_INGRESS), skipping the proxy; see
@@ -56,10 +59,14 @@ def start_ray(num_cpus: int | None = None, host: str = "127.0.0.1", dashboard: b
         os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "1"
     if throughput_optimized:
         os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+    local = not is_wildcard(host)
+    if local:  # every socket of Ray's on loopback too, not only Serve's ports (docs/operations.md)
+        keep_ray_on_loopback()
     import ray
 
     if not ray.is_initialized():
         ray.init(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host=host,
+                 _node_ip_address="127.0.0.1" if local else None,
                  runtime_env=worker_runtime_env(host), resources=resources or None)
 
 
@@ -157,7 +164,7 @@ def direct_ingress_targets(host: str = "127.0.0.1", wait_s: float = 30) -> list[
     except (ImportError, AttributeError) as e:
         raise RuntimeError("cannot list direct-ingress ports with this Ray version; each replica logs "
                            "'Started ... gRPC server on port N' in Serve's replica logs") from e
-    local = host not in ("0.0.0.0", "::", "[::]")
+    local = not is_wildcard(host)
     deadline = time.monotonic() + wait_s
     while True:
         groups = ray.get(controller.get_target_groups.remote(APP_NAME))

@@ -42,6 +42,24 @@ def redeploy(service: dict, deployments: dict[str, dict]) -> None:
     deploy(service["config"], replace(service["serve_file"], deployments=deployments))
 
 
+LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
+
+
+def listening(pid: int) -> list[tuple[str, str, int]]:
+    """(process name, address, port) of every TCP socket listening in `pid` and the processes it started."""
+    import psutil
+
+    root = psutil.Process(pid)
+    found = []
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            found += [(p.name(), c.laddr.ip, c.laddr.port) for c in p.net_connections(kind="tcp")
+                      if c.status == psutil.CONN_LISTEN]
+        except (psutil.NoSuchProcess, psutil.AccessDenied):  # a worker that ended meanwhile
+            continue
+    return found
+
+
 def direct_target() -> str:
     from attnrec.serving.server import direct_ingress_targets
 

@@ -3,7 +3,20 @@
 import grpc
 
 from attnrec.serving import proxy_hooks
-from attnrec.serving.proxy_hooks import MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, brief_status
+from attnrec.serving.network import is_loopback_address
+from attnrec.serving.proxy_hooks import MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, brief_status, on_host
+
+
+def test_wildcard_listening_addresses_move_to_the_host_and_others_stay():
+    assert on_host("[::]:9000", "127.0.0.1") == "127.0.0.1:9000"
+    assert on_host("[::]:0", "127.0.0.1") == "127.0.0.1:0"
+    assert on_host("0.0.0.0:40001", "127.0.0.1") == "127.0.0.1:40001"
+    assert on_host("10.0.0.5:9000", "127.0.0.1") == "10.0.0.5:9000"
+
+
+def test_loopback_ray_addresses():
+    assert all(map(is_loopback_address, ["auto", "127.0.0.1:6379", "localhost:6379", "[::1]:6379"]))
+    assert not any(map(is_loopback_address, ["10.0.0.5:6379", "ray://head:10001", "192.0.2.2:44415"]))
 
 
 def test_a_dead_replica_is_unavailable_and_a_fault_is_internal_both_without_ray_internals():

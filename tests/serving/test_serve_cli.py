@@ -19,6 +19,7 @@ import pytest
 
 from attnrec.serving.client import RecommenderClient
 from attnrec.serving.server import free_port
+from tests.serving.live import LOOPBACK, listening
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -114,6 +115,9 @@ def test_serve_answers_recommend_and_stops_on_sigterm(tmp_path):
         ranked = [line for line in answer.stdout.splitlines() if line.strip()[:2] in {f"{i}." for i in range(1, 6)}]
         assert len(ranked) == 5, answer.stdout
         assert answer.stdout.startswith("model "), answer.stdout
+        sockets = listening(serve.pid)  # Serve's and Ray's own, in the default (single-machine) mode
+        assert port in {p for _, _, p in sockets} and http_port in {p for _, _, p in sockets}, sockets
+        assert [s for s in sockets if s[1] not in LOOPBACK] == []
 
         rollout = [attnrec, "rollout", "--address", ray_address(seen), "--checkpoint"]
         refused = subprocess.run(rollout + [str(tmp_path / "none")], capture_output=True, text=True, timeout=300,

@@ -17,7 +17,7 @@ from attnrec.serving.client import RecommenderClient
 from attnrec.serving.codec import Catalog, decode_recommend
 from attnrec.serving.config import DEFAULT_CONFIG
 from attnrec.serving.ranking import rank
-from tests.serving.live import direct_target, options, redeploy
+from tests.serving.live import LOOPBACK, direct_target, listening, options, redeploy
 
 pytestmark = pytest.mark.integration
 
@@ -42,12 +42,15 @@ def test_results_over_grpc_equal_the_models_own_topk(client, checkpoint, service
         assert got.model_version == ckpt.model_version
 
 
-def test_proxies_listen_on_loopback_only(service):
-    import psutil
+def test_every_socket_of_the_service_listens_on_loopback_only(service):
+    """Serve's proxies and replicas, and Ray's own servers (GCS, raylet, workers, agents,
+    metrics): all started by this process, none reachable from another machine."""
+    import os
 
-    listening = {c.laddr.ip for c in psutil.net_connections(kind="tcp")
-                 if c.status == psutil.CONN_LISTEN and c.laddr.port == service["port"]}
-    assert listening and all(ip in ("127.0.0.1", "::ffff:127.0.0.1") for ip in listening), listening
+    found = listening(os.getpid())
+    assert any(port == service["port"] for _, _, port in found), found
+    assert len({name for name, _, _ in found}) >= 3, found  # the driver, gcs_server, raylet at least
+    assert [s for s in found if s[1] not in LOOPBACK] == []
 
 
 def test_batch_isolates_a_bad_entry(client):
