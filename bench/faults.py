@@ -8,6 +8,9 @@ Serve config: `python -m attnrec.bench.faults [--checkpoint DIR] [--out runs/fau
    Explainer's replicas must not take what the Recommender's replacement needs.
 3. a heavy RecommendBatch (1,024 users, histories of 1,000, about 7 MB) sent again and
    again beside single Recommends: their p50 / p99 with and without it.
+4. a rollout under load (`attnrec rollout`'s path) to a copy of the checkpoint with other
+   weights, and back, alone and during an Explain burst: failed calls, seconds to switch,
+   the model versions the answers named.
 Prints one JSON object and writes it to OUT/faults.json. Nothing here asserts anything:
 the tests hold the service to its bounds, this measures where it lands.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -113,6 +117,48 @@ def heavy_batch(target: str, items: list[str], callers: int = 4, seconds: float 
             "batch_calls": len(batch_ms), "batch_p50_ms": percentiles(batch_ms)["p50_ms"]}
 
 
+def reweighted_copy(checkpoint: str, directory: Path, seed: int = 0) -> Path:
+    """A copy of `checkpoint` with its item embeddings nudged: same shapes and catalogue, other
+    weights, so another model_version (a stand-in for a retrained model)."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(checkpoint, directory)
+    weights = load_file(str(directory / "model.safetensors"))
+    generator = torch.Generator().manual_seed(seed)
+    item = weights["item_emb.weight"]
+    weights["item_emb.weight"] = item + 0.01 * torch.randn(item.shape, generator=generator, dtype=item.dtype)
+    save_file(weights, str(directory / "model.safetensors"))
+    return directory
+
+
+def rollout_under_load(target: str, callers: int, checkpoint: str, other: str, settle_s: float,
+                       burst: int = 0) -> dict:
+    """Roll over to `other` and back to `checkpoint` while `callers` send Recommend (and `burst`
+    callers Explain); every answer's model_version is counted."""
+    from attnrec.serving.rollout import rollout
+
+    versions: Counter[str] = Counter()
+
+    def recommend_version(client: RecommenderClient, i: int) -> None:
+        versions[client.recommend([str(1 + i % 50), str(32 + i % 7), "260"], k=10).model_version] += 1
+
+    with Load(target, callers, recommend_version) as load, \
+            (Load(target, burst, explain) if burst else nullcontext()) as explain_load:
+        time.sleep(settle_s)
+        there = rollout(other, timeout_s=300)
+        time.sleep(settle_s)
+        back = rollout(checkpoint, timeout_s=300)
+        time.sleep(settle_s)
+    calls = sum(load.outcomes.values())
+    return {"callers": callers, "explain_callers": burst, "calls": calls, "failed": calls - load.outcomes["OK"],
+            "outcomes": dict(load.outcomes), "switch_s": [round(there.switch_s, 1), round(back.switch_s, 1)],
+            "answers_by_model_version": dict(versions),
+            "explain_outcomes": dict(explain_load.outcomes) if explain_load else None}
+
+
 def replicas(name: str) -> dict[str, int]:
     from ray import serve
 
@@ -180,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--callers", type=int, default=8)
     p.add_argument("--settle", type=float, default=5.0, help="seconds of load before the kill")
     p.add_argument("--after", type=float, default=5.0, help="seconds of load after the replicas are back")
-    p.add_argument("--only-heavy-batch", action="store_true", help="skip the kills")
+    p.add_argument("--only-heavy-batch", action="store_true", help="skip the kills and rollouts")
+    p.add_argument("--only-rollout", action="store_true", help="skip the kills and the heavy batch")
     p.add_argument("--out", type=Path, default=Path("runs/faults"))
     args = p.parse_args(argv)
 
@@ -202,8 +249,17 @@ def main(argv: list[str] | None = None) -> int:
         start_service(config, serve_file, port, free_port())
         target = f"127.0.0.1:{port}"
         result = {"versions": versions(True), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  "config_notes": notes, "heavy_batch": heavy_batch(target, item_ids(config.checkpoint))}
+                  "config_notes": notes}
+        if not args.only_rollout:
+            result["heavy_batch"] = heavy_batch(target, item_ids(config.checkpoint))
         if not args.only_heavy_batch:
+            with tempfile.TemporaryDirectory() as scratch:
+                other = str(reweighted_copy(config.checkpoint, Path(scratch) / "other"))
+                result["rollout_under_load"] = rollout_under_load(target, args.callers, config.checkpoint, other,
+                                                                  args.settle)
+                result["rollout_during_explain_burst"] = rollout_under_load(target, args.callers, config.checkpoint,
+                                                                            other, args.settle, burst=6)
+        if not (args.only_heavy_batch or args.only_rollout):
             result["kill_under_load"] = kill_under_load(target, args.callers, args.settle, args.after)
             result["kill_during_explain_burst"] = kill_under_load(target, args.callers, args.settle, args.after,
                                                                   burst=6)

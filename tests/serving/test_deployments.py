@@ -1,10 +1,50 @@
 """The Ray layer's own logic, without starting Ray."""
 
+import asyncio
 import logging
+import threading
 
+from attnrec.serving import deployments
 from attnrec.serving.codec import InvalidArgument
+from attnrec.serving.config import ServingConfig
 from attnrec.serving.deployments import _explain_wire
 from attnrec.v1 import recommender_pb2 as pb
+
+
+class Context:
+    """What a replica's gRPC method is given to set a status on."""
+
+    code = details = None
+
+    def set_code(self, code):
+        self.code = code
+
+    def set_details(self, details):
+        self.details = details
+
+
+def test_a_recommend_batch_is_ranked_off_the_event_loop_that_answers_single_recommends(checkpoint, monkeypatch):
+    """A heavy RecommendBatch takes a second or more; single Recommends on the same replica
+    need its event loop several times each, so the batch's chunks run in a worker thread."""
+    ranked_on, real = [], deployments.answer_in_chunks
+
+    def spy(*args, **kwargs):
+        for size in real(*args, **kwargs):
+            ranked_on.append(threading.get_ident())
+            yield size
+
+    monkeypatch.setattr(deployments, "answer_in_chunks", spy)
+    replica = deployments.Recommender.func_or_class(ServingConfig(checkpoint=str(checkpoint), device="cpu"))
+    replica.batch_config = deployments.BatchConfig(max_batch_size=8)
+    request = pb.RecommendBatchRequest(requests=[pb.RecommendRequest(history=[f"i{u + 1}", "i2"], k=3)
+                                                 for u in range(20)])
+
+    async def call():
+        return threading.get_ident(), await replica.RecommendBatch(request, Context())
+
+    loop_thread, response = asyncio.run(call())
+    assert [len(r.items) for r in response.responses] == [3] * 20
+    assert len(ranked_on) == 3 and loop_thread not in ranked_on  # three chunks of at most 8
 
 
 def test_explain_answers_travel_as_status_and_details():

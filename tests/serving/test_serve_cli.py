@@ -17,6 +17,8 @@ from pathlib import Path
 import grpc
 import pytest
 
+from attnrec.bench.faults import reweighted_copy
+from attnrec.model.checkpoint import DEFAULT_CHECKPOINT
 from attnrec.serving.client import RecommenderClient
 from attnrec.serving.server import free_port
 from tests.serving.live import LOOPBACK, listening
@@ -74,23 +76,6 @@ def call_in_flight(client: RecommenderClient, i: int) -> str:
         return f"{e.code().name}: {e.details()}"
 
 
-def retrained_default(directory: Path) -> Path:
-    """The embedded checkpoint with other weights (same shapes, same catalogue): a new model version."""
-    import shutil
-
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    from attnrec.model.checkpoint import DEFAULT_CHECKPOINT
-
-    shutil.copytree(DEFAULT_CHECKPOINT, directory)
-    weights = load_file(str(directory / "model.safetensors"))
-    torch.manual_seed(0)
-    weights["item_emb.weight"] += 0.01 * torch.randn_like(weights["item_emb.weight"])
-    save_file(weights, str(directory / "model.safetensors"))
-    return directory
-
-
 def ray_address(seen: list[str]) -> str:
     """The Ray address in the rollout command `attnrec serve` printed."""
     words = next(line for line in seen if "attnrec rollout --checkpoint DIR" in line).split()
@@ -123,8 +108,8 @@ def test_serve_answers_recommend_and_stops_on_sigterm(tmp_path):
         refused = subprocess.run(rollout + [str(tmp_path / "none")], capture_output=True, text=True, timeout=300,
                                  env=env)
         assert refused.returncode == 2 and "not a checkpoint directory" in refused.stderr, refused.stderr
-        rolled = subprocess.run(rollout + [str(retrained_default(tmp_path / "new"))], capture_output=True, text=True,
-                                timeout=300, env=env)
+        other = reweighted_copy(str(DEFAULT_CHECKPOINT), tmp_path / "new")
+        rolled = subprocess.run(rollout + [str(other)], capture_output=True, text=True, timeout=300, env=env)
         assert rolled.returncode == 0, rolled.stdout + rolled.stderr
         new_version = rolled.stdout.strip().splitlines()[-1].split()[1]
         answer = subprocess.run([attnrec, "recommend", "--target", f"127.0.0.1:{port}", "--history", "1,32,260"],
