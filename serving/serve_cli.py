@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -139,6 +140,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         print(f"attnrec rollout: no Ray cluster at {args.address} ({e}); is `attnrec serve` running?",
               file=sys.stderr)
         return 2
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # its router's start-up lines are not ours to print
     try:
         done = rollout(args.checkpoint, args.allow_new_catalog, args.timeout, say=lambda m: print(m, flush=True))
     except RolloutRefused as e:
