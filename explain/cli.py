@@ -11,13 +11,13 @@ from attnrec.explain.config import ExplainConfig
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("explain-eval", help="deletion faithfulness of each explanation method, on held-out users")
-    e.add_argument("--checkpoint", default="default")
+    e.add_argument("--checkpoint", default="default", help="checkpoint directory (default: the embedded model)")
     e.add_argument("--interactions", type=Path, help="Parquet interactions (default: embedded MovieLens)")
     e.add_argument("--users", type=int, default=100, help="number of users to explain")
     e.add_argument("--history", type=int, default=50, help="most recent items kept per user")
     e.add_argument("--n-steps", type=int, default=0,
                    help=f"integrated-gradients steps (default {ExplainConfig.n_steps})")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=int, default=0, help="which users are sampled, and the random deletions")
     e.add_argument("--out", type=Path, default=Path("runs/explain-eval"), help="directory for JSON and plot")
     e.set_defaults(run=cmd_explain_eval)
 

@@ -6,7 +6,11 @@ import argparse
 import json
 import logging
 import os
+import signal
+import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from attnrec.model.config import ModelConfig, TrainConfig
@@ -47,12 +51,12 @@ def _columns(text: str | None) -> list[str] | None:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="write a data set as Parquet (embedded MovieLens or synthetic shop)")
-    data.add_argument("source", choices=["movielens", "synthetic"])
+    data.add_argument("source", choices=["movielens", "synthetic"], help="the embedded MovieLens or a synthetic shop")
     data.add_argument("--out", type=Path, required=True, help="directory for the Parquet files")
     data.add_argument("--users", type=int, default=2_000, help="synthetic: number of users")
     data.add_argument("--items", type=int, default=1_000, help="synthetic: number of items")
     data.add_argument("--mean-length", type=float, default=40.0, help="synthetic: mean interactions per user")
-    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--seed", type=int, default=0, help="synthetic: random seed")
     data.set_defaults(run=cmd_data)
 
     for name, helptext in (("train", "train a model; best epoch by validation NDCG@10 is kept"),
@@ -62,27 +66,30 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        help="Parquet: user_id, item_id, timestamp (default: embedded MovieLens)")
         p.add_argument("--items", type=Path, help="Parquet: item_id + feature columns")
         p.add_argument("--users", type=Path, help="Parquet: user_id + feature columns")
-        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                       help="where to compute: auto = cuda when torch sees a GPU")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
     train_p = sub.choices["train"]
     train_p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
-    train_p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    train_p.add_argument("--seed", type=int, default=TrainConfig.seed)
-    train_p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    train_p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this long, keeping the best epoch")
+    train_p.add_argument("--epochs", type=int, default=TrainConfig.epochs,
+                         help="at most this many; early stopping usually ends sooner")
+    train_p.add_argument("--seed", type=int, default=TrainConfig.seed, help="weights, shuffling and dropout")
+    train_p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="history windows per step")
+    train_p.add_argument("--max-minutes", type=float, default=0.0,
+                         help="stop after this long, keeping the best epoch (0: no limit)")
     train_p.add_argument("--item-features", help="comma-separated item columns (default: every usable column)")
     train_p.add_argument("--user-features", help="comma-separated user columns (default: every usable column)")
     train_p.add_argument("--no-features", action="store_true", help="item ids and positions only (the ablation)")
     train_p.add_argument("--max-len", type=int, default=ModelConfig.max_len, help="history window")
-    train_p.add_argument("--d-model", type=int, default=ModelConfig.d_model)
-    train_p.add_argument("--layers", type=int, default=ModelConfig.n_layers)
-    train_p.add_argument("--heads", type=int, default=ModelConfig.n_heads)
-    train_p.add_argument("--dropout", type=float, default=ModelConfig.dropout)
+    train_p.add_argument("--d-model", type=int, default=ModelConfig.d_model, help="embedding and hidden width")
+    train_p.add_argument("--layers", type=int, default=ModelConfig.n_layers, help="self-attention blocks")
+    train_p.add_argument("--heads", type=int, default=ModelConfig.n_heads, help="attention heads per block")
+    train_p.add_argument("--dropout", type=float, default=ModelConfig.dropout, help="dropout rate")
     train_p.add_argument("--negatives", type=int, default=0,
                          help="0: full softmax; N: sampled softmax with N negatives (huge catalogues)")
     train_p.set_defaults(run=cmd_train)
     eval_p = sub.choices["evaluate"]
-    eval_p.add_argument("--checkpoint", type=Path, required=True)
+    eval_p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint directory to evaluate")
     eval_p.add_argument("--json", type=Path, help="where to write the results (default: CHECKPOINT/eval.json)")
     eval_p.add_argument("--history-limit", type=int,
                         help="give the model only each user's N most recent items (short-history users)")
@@ -120,16 +127,41 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"{len(prepared.items):,} items; item features {[e.name for e in prepared.item_encoders]}, "
           f"user features {[e.name for e in prepared.user_encoders]}")
     started = time.monotonic()
-    ckpt = train(prepared, args.out, model_config, config, progress=not args.quiet,
-                 data_fingerprint=data_fingerprint(tables))
+    with stop_on_signals() as stop:
+        ckpt = train(prepared, args.out, model_config, config, progress=not args.quiet,
+                     data_fingerprint=data_fingerprint(tables), should_stop=stop.is_set)
     ckpt.metadata["data"] = {k: str(v) if v else None for k, v in paths.items()}
     ckpt.metadata["popularity_valid"] = popularity_metrics(prepared, "valid")
     ckpt.save(args.out)
     m = ckpt.metadata
-    print(f"trained in {time.monotonic() - started:.0f} s; best epoch {m['best_epoch']}: "
+    why = {"early_stopping": "early stopping", "max_epochs": "the last epoch", "max_minutes": "--max-minutes",
+           "interrupted": "a stop signal"}[m["stopped_by"]]
+    print(f"trained in {time.monotonic() - started:.0f} s, {m['epochs_run']} epochs, ended by {why}; "
+          f"best epoch {m['best_epoch']}: "
           f"valid NDCG@10 {m['valid_NDCG@10']:.4f} (popularity {m['popularity_valid']['NDCG@10']:.4f}); "
           f"checkpoint {args.out}")
     return 0
+
+
+@contextmanager
+def stop_on_signals():
+    """A flag that Ctrl-C or SIGTERM sets (training then ends after its batch, keeping the best
+    epoch); a second signal aborts at once. The previous handlers come back on exit."""
+    stop = threading.Event()
+
+    def first(signum, frame):
+        print(f"\n{signal.Signals(signum).name}: stopping after this batch and keeping the best epoch "
+              "(again to abort)", file=sys.stderr, flush=True)
+        stop.set()
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.default_int_handler)
+
+    previous = {s: signal.signal(s, first) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -148,5 +180,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"{'':<12}{'HR@10':>8}{'NDCG@10':>9}")
     for name in ("model", "popularity"):
         print(f"{name:<12}{result[name]['HR@10']:>8.4f}{result[name]['NDCG@10']:>9.4f}")
+    skipped = result["not_scored"]
+    if skipped["fewer_than_3_known_interactions"]:
+        print(f"not scored: {skipped['fewer_than_3_known_interactions']:,} users with fewer than 3 interactions "
+              "with items the model knows (leave-one-out needs a test and a validation item)")
+    if skipped["newest_item_unknown_to_the_model"]:
+        print(f"not scored: {skipped['newest_item_unknown_to_the_model']:,} users whose newest interaction is with "
+              "an item the model does not know (its catalogue is older than these data)")
+    if result["dropped_unknown_interactions"]:
+        print(f"dropped from histories: {result['dropped_unknown_interactions']:,} interactions with unknown items")
     print(f"written to {out}")
     return 0

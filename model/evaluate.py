@@ -103,12 +103,14 @@ def popularity_scorer(split: Split, n_items: int, stage: str = "test") -> Scorer
 def evaluate_checkpoint(directory, tables, device: str = "auto", history_limit: int | None = None) -> dict:
     """Test-stage metrics of a saved model and of popularity on the same split.
 
-    Items the checkpoint does not know are dropped from the histories (and counted).
+    Items the checkpoint does not know are dropped from the histories (and counted); a user
+    whose newest interaction is with such an item is not scored (and counted), rather than
+    scored on an older item.
     `history_limit` keeps only each user's most recent items (a short-history / cold-user test).
     User features come from `tables.users` when given (encoded with the checkpoint's
     encoders), otherwise from the checkpoint's own users table."""
     from attnrec.model.checkpoint import feature_codes, load_checkpoint
-    from attnrec.model.sequences import Vocab, build_sequences, leave_one_out
+    from attnrec.model.sequences import Vocab, build_sequences, leave_one_out, newest_item_known
     from attnrec.model.train import resolve_device
 
     dev = resolve_device(device)
@@ -132,6 +134,8 @@ def evaluate_checkpoint(directory, tables, device: str = "auto", history_limit: 
         return user_input(user_codes, split.full.users[rows], dev)
 
     test = cases(split, "test")
+    scorable = newest_item_known(tables.interactions, ckpt.items, users)[split.full.users[test.rows]]
+    test = EvalCase(test.rows[scorable], [h for h, s in zip(test.histories, scorable) if s], test.targets[scorable])
     if history_limit:  # short-history users: only the most recent items are given (and masked)
         test = EvalCase(test.rows, [h[-history_limit:] for h in test.histories], test.targets)
     return {
@@ -140,6 +144,9 @@ def evaluate_checkpoint(directory, tables, device: str = "auto", history_limit: 
         "n_items": len(ckpt.items),
         "dropped_unknown_interactions": dropped,
         "history_limit": history_limit,
+        # users that could not be scored as asked, and why (none of them is in the figures)
+        "not_scored": {"fewer_than_3_known_interactions": int(len(split.full) - len(split.eval_rows)),
+                       "newest_item_unknown_to_the_model": int((~scorable).sum())},
         "model": evaluate(model_scorer(ckpt.model, user_inputs), test),
         "popularity": evaluate(popularity_scorer(split, len(ckpt.items), "test"), test),
     }

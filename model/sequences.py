@@ -72,6 +72,20 @@ def build_sequences(interactions: pa.Table, items: Vocab, users: Vocab) -> tuple
     return Sequences(users=user_sorted[starts], offsets=offsets, items=item_idx[order]), int((~known).sum())
 
 
+def newest_item_known(interactions: pa.Table, items: Vocab, users: Vocab) -> np.ndarray:
+    """Per user index (0 = padding, False): whether the user's newest interaction is with an
+    item in `items`. Where it is not, leave-one-out over the known items would hold out an
+    older item instead of the one the user really went on to."""
+    item_idx = items.lookup(interactions.column("item_id"))
+    user_idx = users.lookup(interactions.column("user_id"))
+    order = np.lexsort((interactions.column("timestamp").to_numpy(), user_idx))  # as build_sequences
+    user_sorted = user_idx[order]
+    newest = np.flatnonzero(np.r_[user_sorted[1:] != user_sorted[:-1], True]) if len(order) else np.zeros(0, int)
+    known = np.zeros(len(users) + 1, dtype=bool)
+    known[user_sorted[newest]] = item_idx[order][newest] > 0
+    return known
+
+
 @dataclass(frozen=True)
 class Split:
     """Leave-one-out by time: per user the last item is test, the one before it validation.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -126,8 +126,11 @@ def train(
     config: TrainConfig = TrainConfig(),
     progress: bool = True,
     data_fingerprint: str = "",
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> Checkpoint:
-    """Fit a model on prepared data; writes the best epoch to `out` as it goes (if given)."""
+    """Fit a model on prepared data; writes the best epoch to `out` as it goes (if given).
+    `should_stop` is asked after every batch (Ctrl-C, SIGTERM): when it says so, training ends
+    there and the best epoch so far is kept, with its complete metadata."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     device = resolve_device(config.device)
@@ -150,18 +153,38 @@ def train(
     scorer = model_scorer(model, lambda rows: ckpt.user_inputs(split.full.users[rows], device))
     best, best_epoch, history, started = -1.0, 0, [], time.monotonic()
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    bar = tqdm(range(1, config.epochs + 1), desc="train", unit="epoch", disable=not progress)
-    for epoch in bar:
+    n_batches = -(-len(windows) // config.batch_size)
+    # The bar's length is the epoch where early stopping would end the run as things stand
+    # (the best epoch so far + patience), so its ETA never assumes every allowed epoch.
+    bar = tqdm(total=planned_epochs(config, 0, 0), desc="train", unit="epoch", disable=not progress)
+    stopped = "max_epochs"
+    for epoch in range(1, config.epochs + 1):
         model.train()
         order = rng.permutation(len(windows))
         losses = []
+        steps = tqdm(total=n_batches, desc=f"epoch {epoch}", unit="batch", leave=False, mininterval=2,
+                     disable=not progress)
         for start in range(0, len(order), config.batch_size):
+            if should_stop():
+                break
             batch = make_batch(split, windows[order[start : start + config.batch_size]], user_codes, device)
             loss = model.loss(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
+            steps.update()
+            if len(losses) % 50 == 0:
+                steps.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", refresh=False)
+        steps.close()
+        if should_stop():
+            stopped = "interrupted"
+            log.warning("stopped during epoch %d: keeping the best epoch (%d)", epoch, best_epoch)
+            if best_epoch == 0:  # nothing validated yet: the partly trained weights are all there is
+                model.eval()
+                best = evaluate(scorer, valid)["NDCG@10"]
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            break
         record = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": round(time.monotonic() - started, 1)}
         if epoch % config.eval_every == 0 or epoch == config.epochs:
             model.eval()
@@ -173,22 +196,35 @@ def train(
                 if out is not None:
                     ckpt.save(out)
         history.append(record)
-        bar.set_postfix(loss=f"{record['loss']:.3f}", ndcg=f"{record.get('valid_NDCG@10', float('nan')):.4f}",
+        bar.total = planned_epochs(config, epoch, best_epoch)
+        bar.update()
+        bar.set_postfix(epoch_s=f"{record['seconds'] - (history[-2]['seconds'] if len(history) > 1 else 0):.0f}",
+                        loss=f"{record['loss']:.3f}", ndcg=f"{record.get('valid_NDCG@10', float('nan')):.4f}",
                         best=f"{best:.4f}@{best_epoch}")
         if epoch - best_epoch >= config.patience:
+            stopped = "early_stopping"
             log.info("early stop at epoch %d: no better validation NDCG@10 since epoch %d", epoch, best_epoch)
             break
         if config.max_minutes and time.monotonic() - started > 60 * config.max_minutes:
+            stopped = "max_minutes"
             log.warning("stopping after %.1f minutes (max_minutes), best epoch %d", config.max_minutes, best_epoch)
             break
+    bar.close()
     model.load_state_dict(best_state)
     model.eval()
     ckpt.metadata = _metadata(config, prepared, best_epoch, best, history, data_fingerprint)
-    ckpt.metadata["train_seconds"] = round(time.monotonic() - started, 1)
+    ckpt.metadata.update(train_seconds=round(time.monotonic() - started, 1), stopped_by=stopped,
+                         epochs_run=len(history))
     ckpt.metadata["model_version"] = ckpt.model_version  # for people reading metadata.json; served from the weights
     if out is not None:
         ckpt.save(out)
     return ckpt
+
+
+def planned_epochs(config: TrainConfig, epoch: int, best_epoch: int) -> int:
+    """The epoch where training ends as things stand: early stopping `patience` epochs after
+    the best so far, or the last allowed epoch."""
+    return min(config.epochs, max(best_epoch + config.patience, epoch))
 
 
 def _metadata(config: TrainConfig, prepared: Prepared, epoch: int, ndcg: float, history: list, fp: str) -> dict:

@@ -19,6 +19,16 @@ from attnrec.serving import explain_cli as local_explain_cli
 from attnrec.serving import serve_cli
 
 
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows every option's default, except where there is none to show or the help says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False or action.default == argparse.SUPPRESS \
+                or "default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attnrec", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -28,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     local_explain_cli.add_parsers(sub)
     explain_cli.add_parsers(sub)
     bench_cli.add_parsers(sub)
+    for command in sub.choices.values():
+        command.formatter_class = DefaultsFormatter
     return parser
 
 

@@ -51,7 +51,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--user", default="", help="user id (selects stored user features)")
     r.add_argument("--history", default="", help="comma-separated item ids, oldest first")
     r.add_argument("--candidates", default="", help="comma-separated item ids to re-rank (default: all)")
-    r.add_argument("--k", type=int, default=10)
+    r.add_argument("--k", type=int, default=10, help="how many items to recommend")
     r.add_argument("--include-history", action="store_true", help="allow items already in the history")
     r.add_argument("--timeout", type=float, default=10.0, help="deadline in seconds")
     r.add_argument("--json", action="store_true", help="print the response as JSON")

@@ -8,7 +8,7 @@ from attnrec.model.config import ModelConfig, TrainConfig
 from attnrec.model.data import load_tables
 from attnrec.model.evaluate import evaluate_checkpoint
 from attnrec.model.sequences import Sequences, leave_one_out, left_pad
-from attnrec.model.train import prepare, train, training_windows
+from attnrec.model.train import planned_epochs, prepare, train, training_windows
 from attnrec.serving.cli import main
 
 TINY = ModelConfig(n_items=1, max_len=16, d_model=16, n_layers=1, n_heads=2, dropout=0.1)
@@ -62,3 +62,94 @@ def test_cli_reports_bad_data_without_a_traceback(tmp_path, capsys):
     missing = tmp_path / "none.parquet"
     assert main(["train", "--interactions", str(missing), "--out", str(tmp_path / "x")]) == 2
     assert f"error: {missing}: interactions file does not exist" in capsys.readouterr().err
+
+
+def test_the_planned_length_follows_early_stopping():
+    config = TrainConfig(epochs=100, patience=10)
+    assert planned_epochs(config, 0, 0) == 10
+    assert planned_epochs(config, 7, 7) == 17  # a new best moves the end
+    assert planned_epochs(config, 12, 7) == 17
+    assert planned_epochs(TrainConfig(epochs=15, patience=10), 9, 9) == 15
+
+
+def test_a_stop_keeps_the_best_epoch_with_complete_metadata(shop, tmp_path):
+    prepared = prepare(load_tables(**shop))
+    asked = []
+
+    batches = -(-len(training_windows(prepared.split, TINY.max_len)) // 64)
+
+    def stop_in_the_third_epoch() -> bool:  # asked before every batch and once after each epoch
+        asked.append(1)
+        return len(asked) > 2 * (batches + 1) + 1
+
+    ckpt = train(prepared, tmp_path / "ckpt", TINY, TrainConfig(epochs=50, batch_size=64), progress=False,
+                 should_stop=stop_in_the_third_epoch)
+    saved = json.loads((tmp_path / "ckpt" / "metadata.json").read_text())
+    assert saved["stopped_by"] == "interrupted" and saved["epochs_run"] == 2 and saved["best_epoch"] in (1, 2)
+    assert saved["train_seconds"] > 0 and saved["model_version"] == load_checkpoint(tmp_path / "ckpt").model_version
+    assert ckpt.model_version == saved["model_version"]
+
+
+def test_sigterm_ends_cli_training_with_the_best_checkpoint_and_its_summary(shop, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "ckpt"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "attnrec.serving.cli", "train", "--interactions", str(shop["interactions"]),
+         "--items", str(shop["items"]), "--users", str(shop["users"]), "--out", str(out), "--epochs", "500",
+         "--d-model", "16", "--max-len", "16", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 300  # catches a hang only
+    while not (out / "metadata.json").exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    printed, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, printed
+    assert "ended by a stop signal" in printed, printed
+    saved = json.loads((out / "metadata.json").read_text())
+    assert saved["stopped_by"] == "interrupted" and saved["epochs_run"] < 500
+    assert saved["data"]["interactions"] == str(shop["interactions"]) and "popularity_valid" in saved
+    load_checkpoint(out)
+
+
+def test_help_shows_the_defaults(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option, default in (("--batch-size", "64"), ("--epochs", "100"), ("--max-minutes", "0.0"),
+                            ("--dropout", "0.2"), ("--d-model", "64"), ("--max-len", "200")):
+        assert option in text and f"(default: {default})" in text.split(option, 2)[-1].split("--", 1)[0], option
+
+
+def test_evaluate_says_who_it_could_not_score_instead_of_scoring_an_older_item(shop, tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    args = ["--interactions", str(shop["interactions"]), "--items", str(shop["items"]), "--users", str(shop["users"])]
+    out = tmp_path / "cli"
+    assert main(["train", *args, "--out", str(out), "--epochs", "1", "--d-model", "16", "--max-len", "16",
+                 "--quiet"]) == 0
+    before = evaluate_checkpoint(out, load_tables(**shop), device="cpu")
+    interactions = pq.read_table(shop["interactions"])
+    user = interactions.column("user_id")[0].as_py()
+    newer = pa.table({"user_id": pa.array([user], interactions.schema.field("user_id").type),
+                      "item_id": pa.array(["a-new-item"]),
+                      "timestamp": pa.array([interactions.column("timestamp").to_numpy().max() + 1],
+                                            interactions.schema.field("timestamp").type)})
+    later = tmp_path / "later.parquet"
+    pq.write_table(pa.concat_tables([interactions.select(["user_id", "item_id", "timestamp"]),
+                                     newer.cast(interactions.select(["user_id", "item_id", "timestamp"]).schema)]),
+                   later)
+    after = evaluate_checkpoint(out, load_tables(later, shop["items"], shop["users"]), device="cpu")
+    assert after["not_scored"]["newest_item_unknown_to_the_model"] == 1
+    assert after["model"]["users"] == before["model"]["users"] - 1
+    assert main(["evaluate", "--interactions", str(later), "--items", str(shop["items"]), "--users",
+                 str(shop["users"]), "--checkpoint", str(out)]) == 0
+    assert "not scored: 1 users whose newest interaction is with an item the model does not know" in \
+        capsys.readouterr().out
