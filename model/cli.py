@@ -62,10 +62,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     for name, helptext in (("train", "train a model; best epoch by validation NDCG@10 is kept"),
                            ("evaluate", "leave-one-out full-ranking HR@10/NDCG@10 against popularity")):
         p = sub.add_parser(name, help=helptext)
-        p.add_argument("--interactions", type=Path,
+        p.add_argument("--interactions",
                        help="Parquet: user_id, item_id, timestamp (default: embedded MovieLens)")
-        p.add_argument("--items", type=Path, help="Parquet: item_id + feature columns")
-        p.add_argument("--users", type=Path, help="Parquet: user_id + feature columns")
+        p.add_argument("--items", help="Parquet: item_id + feature columns")
+        p.add_argument("--users", help="Parquet: user_id + feature columns")
         p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                        help="where to compute: auto = cuda when torch sees a GPU")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -111,11 +111,23 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from attnrec.model.train import data_fingerprint, popularity_metrics, prepare, train
+def train_here(prepared, out: Path, model_config: ModelConfig, config: TrainConfig, fingerprint: str,
+               progress: bool):
+    """Training in this process; Ctrl-C or SIGTERM end it keeping the best epoch."""
+    from attnrec.model.train import train
+
+    with stop_on_signals() as stop:
+        return train(prepared, out, model_config, config, progress=progress, data_fingerprint=fingerprint,
+                     should_stop=stop.is_set)
+
+
+def cmd_train(args: argparse.Namespace, read_tables=None, fit=train_here) -> int:
+    """`attnrec train`; `read_tables` and `fit` are how the data are read and the model fitted
+    (here by default; serving/cluster_train.py passes Ray Data's and Ray Train's)."""
+    from attnrec.model.train import data_fingerprint, popularity_metrics, prepare
 
     paths = _data_paths(args)
-    tables = load_tables(**paths)
+    tables = (read_tables or (lambda p: load_tables(**p)))(paths)
     prepared = prepare(tables, _columns(args.item_features), _columns(args.user_features))
     model_config = ModelConfig(n_items=len(prepared.items), max_len=args.max_len, d_model=args.d_model,
                                n_layers=args.layers, n_heads=args.heads, dropout=args.dropout,
@@ -127,9 +139,7 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"{len(prepared.items):,} items; item features {[e.name for e in prepared.item_encoders]}, "
           f"user features {[e.name for e in prepared.user_encoders]}")
     started = time.monotonic()
-    with stop_on_signals() as stop:
-        ckpt = train(prepared, args.out, model_config, config, progress=not args.quiet,
-                     data_fingerprint=data_fingerprint(tables), should_stop=stop.is_set)
+    ckpt = fit(prepared, args.out, model_config, config, data_fingerprint(tables), not args.quiet)
     ckpt.metadata["data"] = {k: str(v) if v else None for k, v in paths.items()}
     ckpt.metadata["popularity_valid"] = popularity_metrics(prepared, "valid")
     ckpt.save(args.out)

@@ -13,11 +13,13 @@ import logging
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
+from torch import nn
 from tqdm.auto import tqdm
 
 from attnrec.model.checkpoint import Checkpoint, feature_codes
@@ -119,6 +121,50 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+@dataclass
+class Progress:
+    """Where a run stands after an epoch: with the weights and the optimizer, enough to resume it."""
+
+    epoch: int = 0
+    best: float = -1.0  # validation NDCG@10 of the best epoch
+    best_epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    resumed_after: list[int] = field(default_factory=list)  # epochs a restarted run went on from
+
+
+@dataclass
+class World:
+    """How this process shares a run with others (Ray Train's workers; see serving/cluster_train.py).
+
+    Every step, the epoch's shuffled windows are cut into batches of `batch_size`, and each of
+    the `size` processes takes every `size`-th window of a batch: together they compute the
+    same global batch as one process would, and `wrap` (DDP) averages their gradients. One
+    process alone (the default) is plain local training."""
+
+    rank: int = 0
+    size: int = 1
+    wrap: Callable[[nn.Module], nn.Module] = lambda module: module
+    # after every epoch: (progress, model, optimizer); Ray Train reports and checkpoints here
+    on_epoch: Callable[[Progress, SASRec, torch.optim.Optimizer], None] = lambda *_: None
+    resume: Callable[[SASRec, torch.optim.Optimizer], Progress | None] = lambda *_: None
+
+
+class NextItemLoss(nn.Module):
+    """The training loss as a module's forward, so that DDP (which hooks forward) can wrap it."""
+
+    def __init__(self, model: SASRec):
+        super().__init__()
+        self.model = model
+
+    def forward(self, seq: torch.Tensor, targets: torch.Tensor, user: list[torch.Tensor] | None) -> torch.Tensor:
+        return self.model.loss(Batch(seq, targets, user))
+
+
+def step_seed(seed: int, epoch: int, rank: int) -> int:
+    """Dropout's seed for one process's epoch: a resumed epoch replays exactly."""
+    return (seed * 1_000_003 + epoch * 1_009 + rank) % 2**63
+
+
 def train(
     prepared: Prepared,
     out: str | Path | None,
@@ -127,12 +173,12 @@ def train(
     progress: bool = True,
     data_fingerprint: str = "",
     should_stop: Callable[[], bool] = lambda: False,
+    world: World = World(),
 ) -> Checkpoint:
     """Fit a model on prepared data; writes the best epoch to `out` as it goes (if given).
-    `should_stop` is asked after every batch (Ctrl-C, SIGTERM): when it says so, training ends
-    there and the best epoch so far is kept, with its complete metadata."""
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
+    `should_stop` is asked before every batch (Ctrl-C, SIGTERM): when it says so, training
+    ends there and the best epoch so far is kept, with its complete metadata."""
+    torch.manual_seed(config.seed)  # the same initial weights in every process
     device = resolve_device(config.device)
     split = prepared.split
     item_encoders = prepared.item_encoders if config.use_item_features else ()
@@ -149,26 +195,36 @@ def train(
     if len(windows) == 0:
         raise DataError("interactions: no user has two or more interactions, nothing to train on")
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    loss_fn = world.wrap(NextItemLoss(model))
     valid = cases(split, "valid")
     scorer = model_scorer(model, lambda rows: ckpt.user_inputs(split.full.users[rows], device))
-    best, best_epoch, history, started = -1.0, 0, [], time.monotonic()
+    state = world.resume(model, optimizer) or Progress()
+    if state.epoch:
+        state.resumed_after.append(state.epoch)
+        log.warning("resuming after epoch %d (best so far: epoch %d)", state.epoch, state.best_epoch)
+    started = time.monotonic() - (state.history[-1]["seconds"] if state.history else 0.0)
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     n_batches = -(-len(windows) // config.batch_size)
     # The bar's length is the epoch where early stopping would end the run as things stand
     # (the best epoch so far + patience), so its ETA never assumes every allowed epoch.
-    bar = tqdm(total=planned_epochs(config, 0, 0), desc="train", unit="epoch", disable=not progress)
+    bar = tqdm(total=planned_epochs(config, state.epoch, state.best_epoch), initial=state.epoch, desc="train",
+               unit="epoch", disable=not progress)
     stopped = "max_epochs"
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(state.epoch + 1, config.epochs + 1):
         model.train()
-        order = rng.permutation(len(windows))
+        order = np.random.default_rng([config.seed, epoch]).permutation(len(windows))
+        torch.manual_seed(step_seed(config.seed, epoch, world.rank))
         losses = []
         steps = tqdm(total=n_batches, desc=f"epoch {epoch}", unit="batch", leave=False, mininterval=2,
                      disable=not progress)
         for start in range(0, len(order), config.batch_size):
             if should_stop():
                 break
-            batch = make_batch(split, windows[order[start : start + config.batch_size]], user_codes, device)
-            loss = model.loss(batch)
+            mine = windows[order[start : start + config.batch_size]][world.rank :: world.size]
+            if len(mine) == 0:  # a last batch smaller than the world: no process takes it
+                break
+            batch = make_batch(split, mine, user_codes, device)
+            loss = loss_fn(batch.seq, batch.targets, batch.user)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -179,44 +235,51 @@ def train(
         steps.close()
         if should_stop():
             stopped = "interrupted"
-            log.warning("stopped during epoch %d: keeping the best epoch (%d)", epoch, best_epoch)
-            if best_epoch == 0:  # nothing validated yet: the partly trained weights are all there is
+            log.warning("stopped during epoch %d: keeping the best epoch (%d)", epoch, state.best_epoch)
+            if state.best_epoch == 0:  # nothing validated yet: the partly trained weights are all there is
                 model.eval()
-                best = evaluate(scorer, valid)["NDCG@10"]
+                state.best = evaluate(scorer, valid)["NDCG@10"]
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             break
         record = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": round(time.monotonic() - started, 1)}
         if epoch % config.eval_every == 0 or epoch == config.epochs:
-            model.eval()
+            model.eval()  # every process validates the same weights: all take the same decisions
             record.update({f"valid_{k}": v for k, v in evaluate(scorer, valid).items() if k != "users"})
-            if record["valid_NDCG@10"] > best:
-                best, best_epoch = record["valid_NDCG@10"], epoch
-                ckpt.metadata = _metadata(config, prepared, best_epoch, best, history + [record], data_fingerprint)
+            if record["valid_NDCG@10"] > state.best:
+                state.best, state.best_epoch = record["valid_NDCG@10"], epoch
+                ckpt.metadata = _metadata(config, prepared, epoch, state.best, state.history + [record],
+                                          data_fingerprint)
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                if out is not None:
+                if out is not None and world.rank == 0:
                     ckpt.save(out)
-        history.append(record)
-        bar.total = planned_epochs(config, epoch, best_epoch)
+        state.history.append(record)
+        state.epoch = epoch
+        world.on_epoch(state, model, optimizer)
+        bar.total = planned_epochs(config, epoch, state.best_epoch)
         bar.update()
-        bar.set_postfix(epoch_s=f"{record['seconds'] - (history[-2]['seconds'] if len(history) > 1 else 0):.0f}",
-                        loss=f"{record['loss']:.3f}", ndcg=f"{record.get('valid_NDCG@10', float('nan')):.4f}",
-                        best=f"{best:.4f}@{best_epoch}")
-        if epoch - best_epoch >= config.patience:
+        previous = state.history[-2]["seconds"] if len(state.history) > 1 else 0
+        bar.set_postfix(epoch_s=f"{record['seconds'] - previous:.0f}", loss=f"{record['loss']:.3f}",
+                        ndcg=f"{record.get('valid_NDCG@10', float('nan')):.4f}",
+                        best=f"{state.best:.4f}@{state.best_epoch}")
+        if epoch - state.best_epoch >= config.patience:
             stopped = "early_stopping"
-            log.info("early stop at epoch %d: no better validation NDCG@10 since epoch %d", epoch, best_epoch)
+            log.info("early stop at epoch %d: no better validation NDCG@10 since epoch %d", epoch, state.best_epoch)
             break
         if config.max_minutes and time.monotonic() - started > 60 * config.max_minutes:
             stopped = "max_minutes"
-            log.warning("stopping after %.1f minutes (max_minutes), best epoch %d", config.max_minutes, best_epoch)
+            log.warning("stopping after %.1f minutes (max_minutes), best epoch %d", config.max_minutes,
+                        state.best_epoch)
             break
     bar.close()
+    if state.best_epoch and out is not None and Path(out, "model.safetensors").exists():
+        best_state = load_file(str(Path(out) / "model.safetensors"))  # a resumed run's best is on disk
     model.load_state_dict(best_state)
     model.eval()
-    ckpt.metadata = _metadata(config, prepared, best_epoch, best, history, data_fingerprint)
+    ckpt.metadata = _metadata(config, prepared, state.best_epoch, state.best, state.history, data_fingerprint)
     ckpt.metadata.update(train_seconds=round(time.monotonic() - started, 1), stopped_by=stopped,
-                         epochs_run=len(history))
+                         epochs_run=len(state.history), resumed_after=state.resumed_after)
     ckpt.metadata["model_version"] = ckpt.model_version  # for people reading metadata.json; served from the weights
-    if out is not None:
+    if out is not None and world.rank == 0:
         ckpt.save(out)
     return ckpt
 

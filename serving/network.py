@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 WILDCARDS = ("0.0.0.0", "::", "[::]", "")
 # Ray's single-machine mode (the one it uses by default on macOS and Windows): the node's
@@ -33,3 +34,15 @@ def is_loopback_address(address: str) -> bool:
     """True for a Ray address on this machine only ("auto", 127.x, localhost, ::1)."""
     host = address.rsplit(":", 1)[0].strip("[]") if ":" in address else address
     return address == "auto" or host in ("localhost", "::1") or host.startswith("127.")
+
+
+def prepare_to_connect(address: str) -> None:
+    """Before a process joins a running Ray (`attnrec rollout`, `attnrec train --ray --address`);
+    call before Ray is imported. `attnrec serve` starts Ray with token authentication (Ray's
+    default for a new cluster), its token in ~/.ray/auth_token, which Ray itself looks for only
+    with --address auto; a loopback address is a single-machine Ray like attnrec's own."""
+    token_given = {"RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & set(os.environ)
+    if "RAY_AUTH_MODE" not in os.environ and (token_given or (Path.home() / ".ray" / "auth_token").exists()):
+        os.environ["RAY_AUTH_MODE"] = "token"
+    if is_loopback_address(address):
+        keep_ray_on_loopback()

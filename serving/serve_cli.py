@@ -13,7 +13,7 @@ from pathlib import Path
 
 from attnrec.model.checkpoint import resolve_checkpoint
 from attnrec.serving.config import DEFAULT_CONFIG
-from attnrec.serving.network import is_loopback_address, keep_ray_on_loopback
+from attnrec.serving.network import prepare_to_connect
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -122,14 +122,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
-    # `attnrec serve` starts Ray with token authentication (Ray's default for a new cluster), its
-    # token in ~/.ray/auth_token; Ray finds it by itself only for --address auto. Set before Ray
-    # is imported: Ray reads the mode once.
-    token_given = {"RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & set(os.environ)
-    if "RAY_AUTH_MODE" not in os.environ and (token_given or (Path.home() / ".ray" / "auth_token").exists()):
-        os.environ["RAY_AUTH_MODE"] = "token"
-    if is_loopback_address(args.address):  # a driver of `attnrec serve`'s loopback-only Ray (serving/network.py)
-        keep_ray_on_loopback()
+    prepare_to_connect(args.address)
     import ray
 
     from attnrec.serving.rollout import RolloutFailed, RolloutRefused, rollout

@@ -5,7 +5,13 @@ from tests.serving import live
 
 
 @pytest.fixture(scope="session")
-def service(checkpoint):
+def ray_session():
+    """The session's one Ray (shared with the service below)."""
+    live.start_ray()
+
+
+@pytest.fixture(scope="session")
+def service(checkpoint, ray_session):
     """Ray Serve with the tiny checkpoint, shared by every integration test of the session."""
     from ray import serve
 

@@ -16,15 +16,24 @@ def options(batch_size=8, wait=0.05):
             "Explainer": {"ray_actor_options": {"num_cpus": 0}, "num_replicas": 1, "max_ongoing_requests": 8}}
 
 
-def start(checkpoint) -> dict:
+def start_ray() -> None:
+    """The session's one Ray: loopback only, direct ingress on, the Explainer's resource offered."""
     from attnrec.serving.app import ServeFile
-    from attnrec.serving.config import DEFAULT_CONFIG, ServingConfig
-    from attnrec.serving.server import free_port, start_ray, start_service
+    from attnrec.serving.config import DEFAULT_CONFIG
+    from attnrec.serving.server import start_ray
 
     # Replicas leave quickly on scale-down (Ray's 30 s default lets load balancers notice).
     os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
+    start_ray(num_cpus=2, direct_ingress=True, resources=ServeFile.load(DEFAULT_CONFIG).custom_resources())
+
+
+def start(checkpoint) -> dict:
+    from attnrec.serving.app import ServeFile
+    from attnrec.serving.config import DEFAULT_CONFIG, ServingConfig
+    from attnrec.serving.server import free_port, start_service
+
+    start_ray()
     serve_file = ServeFile.load(DEFAULT_CONFIG)
-    start_ray(num_cpus=2, direct_ingress=True, resources=serve_file.custom_resources())
     serve_file.deployments = options()
     port = free_port()
     config = ServingConfig(checkpoint=str(checkpoint), device="cpu", max_k=100)
