@@ -189,7 +189,7 @@ def train(
     model_config = replace(base, n_items=len(prepared.items), item_features=specs(item_encoders),
                            user_features=specs(user_encoders))
     model = SASRec(model_config).to(device)
-    model.set_item_codes([torch.as_tensor(c) for c in item_codes])
+    model.set_item_codes([torch.tensor(c) for c in item_codes])  # a copy: arrays from Ray are read-only
     ckpt = Checkpoint(model, prepared.items, prepared.users, item_encoders, user_encoders, user_codes)
     windows = training_windows(split, model_config.max_len)
     if len(windows) == 0:

@@ -48,3 +48,18 @@ def test_min_replicas_shrink_to_what_the_machine_holds():
     (note,) = f.fit_to(1)
     assert note.startswith("Recommender: min_replicas 2 -> 1")
     assert f.deployments["Recommender"]["autoscaling_config"]["min_replicas"] == 1
+
+
+def test_the_training_jobs_command_is_one_attnrec_accepts():
+    import shlex
+    from pathlib import Path
+
+    import yaml
+
+    from attnrec.serving.cli import build_parser
+
+    job = yaml.safe_load(Path(DEFAULT_CONFIG).with_name("kuberay-rayjob-train.yaml").read_text())
+    words = shlex.split(job["spec"]["entrypoint"])
+    assert words[0] == "attnrec"
+    args = build_parser().parse_args(words[1:])
+    assert args.command == "train" and args.ray and args.use_gpu and args.num_workers == 2
