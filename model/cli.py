@@ -93,6 +93,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     eval_p.add_argument("--json", type=Path, help="where to write the results (default: CHECKPOINT/eval.json)")
     eval_p.add_argument("--history-limit", type=int,
                         help="give the model only each user's N most recent items (short-history users)")
+    eval_p.add_argument("--calibration-feature",
+                        help="item feature for calibration (default: the first multi-valued one, e.g. genres)")
+    eval_p.add_argument("--plot", action="store_true",
+                        help="draw NDCG@10 per group with intervals and the exposure Lorenz curve "
+                             "(a PNG beside the JSON)")
     eval_p.set_defaults(run=cmd_evaluate)
 
 
@@ -174,12 +179,39 @@ def stop_on_signals():
             signal.signal(s, handler)
 
 
+def beyond_accuracy_text(result: dict) -> str:
+    """evaluate's tables beyond accuracy: NDCG@10 per group with its 95% interval, the catalogue, calibration."""
+    lines = []
+    for feature, table in result["groups"].items():
+        lines.append(f"\nNDCG@10 by {feature} (95% bootstrap interval)")
+        for value, row in table.items():
+            lines.append(f"  {value:<24}{row['users']:>7,} users  HR@10 {row['HR@10']:.4f}  "
+                         f"NDCG@10 {row['NDCG@10']:.4f}  [{row['NDCG@10_low']:.4f}, {row['NDCG@10_high']:.4f}]")
+        gap = result["group_gaps"][feature]
+        if gap:
+            verdict = "a real gap: its interval excludes 0" if gap["flagged"] else "within noise"
+            lines.append(f"  largest gap {gap['best']} - {gap['worst']}: {gap['gap']:+.4f} "
+                         f"[{gap['gap_low']:+.4f}, {gap['gap_high']:+.4f}], {verdict}")
+    b = result["beyond_accuracy"]
+    lines += ["\ncatalogue (model's top 10)",
+              f"  coverage@10 {b['coverage_at_10']:.3f} of the items are in someone's top 10",
+              f"  long-tail share@10 {b['long_tail_share_at_10']:.3f} of slots go to items outside the 20% "
+              "most popular",
+              f"  popularity percentile: recommended {b['mean_popularity_percentile_at_10']:.1f}, "
+              f"held-out items {b['mean_popularity_percentile_held_out']:.1f}",
+              f"  exposure Gini@10 {b['exposure_gini_at_10']:.3f} (0 = every item shown equally)"]
+    if b["calibration_feature"]:
+        lines.append(f"calibration: KL(history || top 10) over {b['calibration_feature']} "
+                     f"{b['calibration_kl']:.3f} (0 = the list mirrors the history)")
+    return "\n".join(lines)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from attnrec.model.evaluate import evaluate_checkpoint
 
     paths = _data_paths(args)
     result = evaluate_checkpoint(args.checkpoint, load_tables(**paths), device=args.device,
-                                 history_limit=args.history_limit)
+                                 history_limit=args.history_limit, calibration_feature=args.calibration_feature)
     result["data"] = {k: str(v) if v else None for k, v in paths.items()}
     name = f"eval-last{args.history_limit}.json" if args.history_limit else "eval.json"
     out = args.json or args.checkpoint / name
@@ -199,5 +231,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               "an item the model does not know (its catalogue is older than these data)")
     if result["dropped_unknown_interactions"]:
         print(f"dropped from histories: {result['dropped_unknown_interactions']:,} interactions with unknown items")
+    print(beyond_accuracy_text(result))
+    if args.plot:
+        from attnrec.model.beyond_plot import plot_beyond
+
+        print(f"plot: {plot_beyond(result, out.with_suffix('.png'))}")
     print(f"written to {out}")
     return 0

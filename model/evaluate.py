@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from attnrec.model.beyond import calibration_kl, catalogue_report, group_table, history_buckets, per_user_metrics
 from attnrec.model.inputs import user_input
 from attnrec.model.sequences import Split, left_pad
 
@@ -36,17 +37,23 @@ def cases(split: Split, stage: str = "test") -> EvalCase:
     return EvalCase(rows, [s[:-drop] for s in seqs], np.array([s[-drop] for s in seqs], dtype=np.int64))
 
 
+def _mask_seen(scores: torch.Tensor, seen: Sequence[np.ndarray]) -> torch.Tensor:
+    """A copy of scores (B, N+1) with padding and each user's seen items at -inf."""
+    scores = scores.clone()
+    scores[:, 0] = float("-inf")
+    rows = torch.as_tensor(np.repeat(np.arange(len(seen)), [len(s) for s in seen]), dtype=torch.long)
+    cols = torch.as_tensor(np.concatenate(seen) if len(seen) else np.zeros(0, np.int64), dtype=torch.long)
+    scores[rows, cols.to(scores.device)] = float("-inf")
+    return scores
+
+
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor, seen: Sequence[np.ndarray]) -> torch.Tensor:
     """Rank (0 = best) of each target among all items, seen items and padding excluded.
 
     scores (B, N+1), targets (B,), seen[b] = item indices of user b's history.
     """
-    scores = scores.clone()
-    scores[:, 0] = float("-inf")
-    rows = torch.as_tensor(np.repeat(np.arange(len(seen)), [len(s) for s in seen]), dtype=torch.long)
-    cols = torch.as_tensor(np.concatenate(seen) if len(seen) else np.zeros(0, np.int64), dtype=torch.long)
-    target_scores = scores.gather(1, targets[:, None])  # (B, 1)
-    scores[rows, cols.to(scores.device)] = float("-inf")
+    target_scores = scores.gather(1, targets[:, None])  # (B, 1), before a repeated target is masked
+    scores = _mask_seen(scores, seen)
     index = torch.arange(scores.shape[1], device=scores.device)[None, :]  # (1, N+1)
     above = (scores > target_scores) | ((scores == target_scores) & (index < targets[:, None]))
     return above.sum(1)
@@ -64,15 +71,24 @@ def ranking_metrics(ranks: np.ndarray, k: int = K) -> dict[str, float]:
 Scorer = Callable[[list[np.ndarray], np.ndarray], torch.Tensor]  # (histories, rows) -> (B, N+1) scores
 
 
-def evaluate(scorer: Scorer, case: EvalCase, batch_size: int = 256) -> dict[str, float]:
-    """Full-ranking HR@10 and NDCG@10 of a scorer on the held-out items."""
-    ranks = []
+def ranks_and_top(scorer: Scorer, case: EvalCase, k: int = K, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's target rank (U,) and top-k unseen items (U, k), best first (0 where fewer)."""
+    ranks, tops = [], []
     for start in range(0, len(case.targets), batch_size):
         hist = case.histories[start : start + batch_size]
         scores = scorer(hist, case.rows[start : start + batch_size])
         targets = torch.as_tensor(case.targets[start : start + batch_size], device=scores.device)
         ranks.append(target_ranks(scores, targets, hist).cpu().numpy())
-    return ranking_metrics(np.concatenate(ranks) if ranks else np.zeros(0))
+        best, items = _mask_seen(scores, hist).topk(min(k, scores.shape[1]), dim=1)  # (B, k)
+        tops.append(torch.where(torch.isfinite(best), items, 0).cpu().numpy())
+    if not ranks:
+        return np.zeros(0, np.int64), np.zeros((0, k), np.int64)
+    return np.concatenate(ranks), np.concatenate(tops)
+
+
+def evaluate(scorer: Scorer, case: EvalCase, batch_size: int = 256) -> dict[str, float]:
+    """Full-ranking HR@10 and NDCG@10 of a scorer on the held-out items."""
+    return ranking_metrics(ranks_and_top(scorer, case, batch_size=batch_size)[0])
 
 
 def model_scorer(model: torch.nn.Module, user_inputs: Callable[[np.ndarray], list | None]) -> Scorer:
@@ -87,12 +103,17 @@ def model_scorer(model: torch.nn.Module, user_inputs: Callable[[np.ndarray], lis
     return score
 
 
-def popularity_scorer(split: Split, n_items: int, stage: str = "test") -> Scorer:
-    """Interaction counts over everything a model trained for this stage may see."""
+def popularity_counts(split: Split, n_items: int, stage: str = "test") -> np.ndarray:
+    """Interactions per item index over everything a model evaluated at this stage may see."""
     counts = np.bincount(split.train.items, minlength=n_items + 1).astype(np.float32)
     if stage == "test":  # the validation items are part of the test-time history
         counts += np.bincount(cases(split, "valid").targets, minlength=n_items + 1)
-    table = torch.as_tensor(counts)
+    return counts
+
+
+def popularity_scorer(split: Split, n_items: int, stage: str = "test") -> Scorer:
+    """Interaction counts over everything a model trained for this stage may see."""
+    table = torch.as_tensor(popularity_counts(split, n_items, stage))
 
     def score(histories: list[np.ndarray], rows: np.ndarray) -> torch.Tensor:
         return table.expand(len(histories), -1)
@@ -100,7 +121,8 @@ def popularity_scorer(split: Split, n_items: int, stage: str = "test") -> Scorer
     return score
 
 
-def evaluate_checkpoint(directory, tables, device: str = "auto", history_limit: int | None = None) -> dict:
+def evaluate_checkpoint(directory, tables, device: str = "auto", history_limit: int | None = None,
+                        calibration_feature: str | None = None) -> dict:
     """Test-stage metrics of a saved model and of popularity on the same split.
 
     Items the checkpoint does not know are dropped from the histories (and counted); a user
@@ -138,6 +160,17 @@ def evaluate_checkpoint(directory, tables, device: str = "auto", history_limit: 
     test = EvalCase(test.rows[scorable], [h for h, s in zip(test.histories, scorable) if s], test.targets[scorable])
     if history_limit:  # short-history users: only the most recent items are given (and masked)
         test = EvalCase(test.rows, [h[-history_limit:] for h in test.histories], test.targets)
+    model_ranks, model_top = ranks_and_top(model_scorer(ckpt.model, user_inputs), test)
+    popularity_ranks, _ = ranks_and_top(popularity_scorer(split, len(ckpt.items), "test"), test)
+    counts = popularity_counts(split, len(ckpt.items), "test")
+    ndcg, hr = per_user_metrics(model_ranks)
+    labels = {"history_length": history_buckets([len(h) for h in test.histories])}
+    if ckpt.config.has_user_token:
+        users_of = split.full.users[test.rows]
+        labels |= {e.name: [e.describe(int(c)) for c in codes[users_of]]
+                   for e, codes in zip(ckpt.user_encoders, user_codes) if e.kind != "multi"}
+    tables = {feature: group_table(ndcg, hr, values) for feature, values in labels.items()}
+    feature, item_codes = calibration_codes(ckpt, calibration_feature)
     return {
         "checkpoint": str(directory),
         "model_version": version,
@@ -147,6 +180,30 @@ def evaluate_checkpoint(directory, tables, device: str = "auto", history_limit: 
         # users that could not be scored as asked, and why (none of them is in the figures)
         "not_scored": {"fewer_than_3_known_interactions": int(len(split.full) - len(split.eval_rows)),
                        "newest_item_unknown_to_the_model": int((~scorable).sum())},
-        "model": evaluate(model_scorer(ckpt.model, user_inputs), test),
-        "popularity": evaluate(popularity_scorer(split, len(ckpt.items), "test"), test),
+        "model": ranking_metrics(model_ranks),
+        "popularity": ranking_metrics(popularity_ranks),
+        "groups": {feature: table for feature, (table, _) in tables.items()},
+        "group_gaps": {feature: gap for feature, (_, gap) in tables.items()},
+        "beyond_accuracy": {
+            **catalogue_report(model_top, test.targets, counts),
+            "calibration_feature": feature,
+            "calibration_kl": None if item_codes is None else calibration_kl(test.histories, model_top, item_codes),
+        },
     }
+
+
+def calibration_codes(ckpt, name: str | None = None) -> tuple[str | None, np.ndarray | None]:
+    """The item feature calibration is measured on: `name`, else the first multi-valued one
+    (genres), else the first categorical one (category); its codes (N + 1, L) per item index."""
+    encoders = list(ckpt.item_encoders)
+    if name is not None:
+        chosen = [e for e in encoders if e.name == name]
+        if not chosen:
+            raise ValueError(f"--calibration-feature {name}: not an item feature of this model "
+                             f"({[e.name for e in encoders]})")
+    else:
+        chosen = [e for e in encoders if e.kind == "multi"] or [e for e in encoders if e.kind == "categorical"]
+    if not chosen:
+        return None, None
+    codes = getattr(ckpt.model, f"item_codes_{encoders.index(chosen[0])}").cpu().numpy()
+    return chosen[0].name, codes.reshape(len(codes), -1)

@@ -55,7 +55,16 @@ def test_cli_train_then_evaluate(shop, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "popularity" in printed and "NDCG@10" in printed
     saved = json.loads((out / "eval.json").read_text())
-    assert set(saved) >= {"model", "popularity", "model_version"}
+    assert set(saved) >= {"model", "popularity", "model_version", "groups", "beyond_accuracy"}
+    assert set(saved["groups"]) == {"history_length", "age", "gender", "region"}  # the shop's user features
+    for table in saved["groups"].values():
+        assert sum(row["users"] for row in table.values()) == saved["model"]["users"]
+        assert all(set(row) == {"users", "HR@10", "NDCG@10", "NDCG@10_low", "NDCG@10_high"} for row in table.values())
+    beyond = saved["beyond_accuracy"]
+    assert set(beyond) >= {"coverage_at_10", "long_tail_share_at_10", "mean_popularity_percentile_at_10",
+                           "exposure_gini_at_10", "calibration_feature", "calibration_kl"}
+    assert beyond["calibration_feature"] == "category" and 0 < beyond["coverage_at_10"] <= 1
+    assert "NDCG@10 by gender" in printed and "calibration: KL" in printed
 
 
 def test_cli_reports_bad_data_without_a_traceback(tmp_path, capsys):
