@@ -40,12 +40,16 @@ def bootstrap_mean(values: np.ndarray, rng: np.random.Generator, n: int = BOOTST
     return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
-def group_table(ndcg: np.ndarray, hr: np.ndarray, labels: Sequence[str], seed: int = 0) -> tuple[dict, dict | None]:
-    """({value: {users, HR@10, NDCG@10, NDCG@10_low, NDCG@10_high}}, the largest NDCG@10 gap)."""
+def group_table(ndcg: np.ndarray, hr: np.ndarray, labels: Sequence[str], order: Sequence[str] | None = None,
+                seed: int = 0) -> tuple[dict, dict | None]:
+    """({value: {users, HR@10, NDCG@10, NDCG@10_low, NDCG@10_high}}, the largest NDCG@10 gap);
+    values in `order` where given (a feature's own code order), else in natural order."""
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels, dtype=object)
+    present = set(labels.tolist())
+    values = [v for v in order if v in present] if order is not None else sorted(present, key=_natural)
     table = {}
-    for value in sorted(set(labels.tolist()), key=_natural):
+    for value in values:
         mine = labels == value
         low, high = bootstrap_mean(ndcg[mine], rng)
         table[str(value)] = {"users": int(mine.sum()), "HR@10": float(hr[mine].mean()),

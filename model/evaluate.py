@@ -164,12 +164,13 @@ def evaluate_checkpoint(directory, tables, device: str = "auto", history_limit: 
     popularity_ranks, _ = ranks_and_top(popularity_scorer(split, len(ckpt.items), "test"), test)
     counts = popularity_counts(split, len(ckpt.items), "test")
     ndcg, hr = per_user_metrics(model_ranks)
-    labels = {"history_length": history_buckets([len(h) for h in test.histories])}
+    tables = {"history_length": group_table(ndcg, hr, history_buckets([len(h) for h in test.histories]))}
     if ckpt.config.has_user_token:
         users_of = split.full.users[test.rows]
-        labels |= {e.name: [e.describe(int(c)) for c in codes[users_of]]
-                   for e, codes in zip(ckpt.user_encoders, user_codes) if e.kind != "multi"}
-    tables = {feature: group_table(ndcg, hr, values) for feature, values in labels.items()}
+        for e, codes in zip(ckpt.user_encoders, user_codes):
+            if e.kind != "multi":
+                order = [e.describe(c) for c in range(e.cardinality)]
+                tables[e.name] = group_table(ndcg, hr, [e.describe(int(c)) for c in codes[users_of]], order)
     feature, item_codes = calibration_codes(ckpt, calibration_feature)
     return {
         "checkpoint": str(directory),
