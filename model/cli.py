@@ -190,6 +190,7 @@ def beyond_accuracy_text(result: dict) -> str:
         gap = result["group_gaps"][feature]
         if gap:
             verdict = "a real gap: its interval excludes 0" if gap["flagged"] else "within noise"
+            verdict += f" (interval corrected for {gap['pairs']} group pairs)" if gap["pairs"] > 1 else ""
             lines.append(f"  largest gap {gap['best']} - {gap['worst']}: {gap['gap']:+.4f} "
                          f"[{gap['gap_low']:+.4f}, {gap['gap_high']:+.4f}], {verdict}")
     b = result["beyond_accuracy"]
