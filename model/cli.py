@@ -95,6 +95,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         help="give the model only each user's N most recent items (short-history users)")
     eval_p.add_argument("--calibration-feature",
                         help="item feature for calibration (default: the first multi-valued one, e.g. genres)")
+    eval_p.add_argument("--rerank-curve", metavar="W,W,...",
+                        help="also score the calibrated re-ranking of each user's top 100 at these weights "
+                             "(0 = the model's order), e.g. 0,0.1,0.2,0.4")
     eval_p.add_argument("--plot", action="store_true",
                         help="draw NDCG@10 per group with intervals and the exposure Lorenz curve "
                              "(a PNG beside the JSON)")
@@ -204,6 +207,13 @@ def beyond_accuracy_text(result: dict) -> str:
     if b["calibration_feature"]:
         lines.append(f"calibration: KL(history || top 10) over {b['calibration_feature']} "
                      f"{b['calibration_kl']:.3f} (0 = the list mirrors the history)")
+    if result["rerank_curve"]:
+        lines.append(f"\ncalibrated re-ranking of the top 100 over {b['calibration_feature']}")
+        lines.append(f"  {'weight':>6}  {'NDCG@10':>8}  {'HR@10':>7}  {'KL':>6}  {'long tail':>9}  {'coverage':>8}")
+        for point in result["rerank_curve"]:
+            lines.append(f"  {point['weight']:>6.2f}  {point['NDCG@10']:>8.4f}  {point['HR@10']:>7.4f}  "
+                         f"{point['calibration_kl']:>6.3f}  {point['long_tail_share_at_10']:>9.3f}  "
+                         f"{point['coverage_at_10']:>8.3f}")
     return "\n".join(lines)
 
 
@@ -212,7 +222,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     paths = _data_paths(args)
     result = evaluate_checkpoint(args.checkpoint, load_tables(**paths), device=args.device,
-                                 history_limit=args.history_limit, calibration_feature=args.calibration_feature)
+                                 history_limit=args.history_limit, calibration_feature=args.calibration_feature,
+                                 rerank_weights=[float(w) for w in _columns(args.rerank_curve) or []])
     result["data"] = {k: str(v) if v else None for k, v in paths.items()}
     name = f"eval-last{args.history_limit}.json" if args.history_limit else "eval.json"
     out = args.json or args.checkpoint / name

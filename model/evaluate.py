@@ -15,6 +15,7 @@ import torch
 
 from attnrec.model.beyond import calibration_kl, catalogue_report, group_table, history_buckets, per_user_metrics
 from attnrec.model.inputs import user_input
+from attnrec.model.rerank import CANDIDATES, rerank_top
 from attnrec.model.sequences import Split, left_pad
 
 K = 10
@@ -71,9 +72,11 @@ def ranking_metrics(ranks: np.ndarray, k: int = K) -> dict[str, float]:
 Scorer = Callable[[list[np.ndarray], np.ndarray], torch.Tensor]  # (histories, rows) -> (B, N+1) scores
 
 
-def ranks_and_top(scorer: Scorer, case: EvalCase, k: int = K, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Each user's target rank (U,) and top-k unseen items (U, k), best first (0 where fewer)."""
-    ranks, tops = [], []
+def ranks_and_top(scorer: Scorer, case: EvalCase, k: int = K,
+                  batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each user's target rank (U,), top-k unseen items (U, k) best first (0 where fewer), and
+    their scores (U, k)."""
+    ranks, tops, top_scores = [], [], []
     for start in range(0, len(case.targets), batch_size):
         hist = case.histories[start : start + batch_size]
         scores = scorer(hist, case.rows[start : start + batch_size])
@@ -81,9 +84,10 @@ def ranks_and_top(scorer: Scorer, case: EvalCase, k: int = K, batch_size: int = 
         ranks.append(target_ranks(scores, targets, hist).cpu().numpy())
         best, items = _mask_seen(scores, hist).topk(min(k, scores.shape[1]), dim=1)  # (B, k)
         tops.append(torch.where(torch.isfinite(best), items, 0).cpu().numpy())
+        top_scores.append(best.cpu().numpy())
     if not ranks:
-        return np.zeros(0, np.int64), np.zeros((0, k), np.int64)
-    return np.concatenate(ranks), np.concatenate(tops)
+        return np.zeros(0, np.int64), np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
+    return np.concatenate(ranks), np.concatenate(tops), np.concatenate(top_scores)
 
 
 def evaluate(scorer: Scorer, case: EvalCase, batch_size: int = 256) -> dict[str, float]:
@@ -122,7 +126,7 @@ def popularity_scorer(split: Split, n_items: int, stage: str = "test") -> Scorer
 
 
 def evaluate_checkpoint(directory, tables, device: str = "auto", history_limit: int | None = None,
-                        calibration_feature: str | None = None) -> dict:
+                        calibration_feature: str | None = None, rerank_weights: Sequence[float] = ()) -> dict:
     """Test-stage metrics of a saved model and of popularity on the same split.
 
     Items the checkpoint does not know are dropped from the histories (and counted); a user
@@ -160,8 +164,10 @@ def evaluate_checkpoint(directory, tables, device: str = "auto", history_limit: 
     test = EvalCase(test.rows[scorable], [h for h, s in zip(test.histories, scorable) if s], test.targets[scorable])
     if history_limit:  # short-history users: only the most recent items are given (and masked)
         test = EvalCase(test.rows, [h[-history_limit:] for h in test.histories], test.targets)
-    model_ranks, model_top = ranks_and_top(model_scorer(ckpt.model, user_inputs), test)
-    popularity_ranks, _ = ranks_and_top(popularity_scorer(split, len(ckpt.items), "test"), test)
+    model_ranks, candidates, candidate_scores = ranks_and_top(model_scorer(ckpt.model, user_inputs), test,
+                                                              k=CANDIDATES if rerank_weights else K)
+    model_top = candidates[:, :K]
+    popularity_ranks, _, _ = ranks_and_top(popularity_scorer(split, len(ckpt.items), "test"), test)
     counts = popularity_counts(split, len(ckpt.items), "test")
     ndcg, hr = per_user_metrics(model_ranks)
     tables = {"history_length": group_table(ndcg, hr, history_buckets([len(h) for h in test.histories]))}
@@ -190,7 +196,21 @@ def evaluate_checkpoint(directory, tables, device: str = "auto", history_limit: 
             "calibration_feature": feature,
             "calibration_kl": None if item_codes is None else calibration_kl(test.histories, model_top, item_codes),
         },
+        "rerank_curve": [] if item_codes is None else [
+            rerank_point(w, candidates, candidate_scores, test, item_codes, counts) for w in rerank_weights],
     }
+
+
+def rerank_point(weight: float, candidates: np.ndarray, scores: np.ndarray, test: EvalCase, codes: np.ndarray,
+                 counts: np.ndarray) -> dict:
+    """Accuracy, calibration and catalogue figures of the calibrated top 10 at one weight."""
+    top = rerank_top(candidates, scores, test.histories, codes, K, weight)
+    hit = top == test.targets[:, None]  # (U, K)
+    ranks = np.where(hit.any(axis=1), hit.argmax(axis=1), K)
+    catalogue = catalogue_report(top, test.targets, counts)
+    return {"weight": weight, **{k: v for k, v in ranking_metrics(ranks).items() if k != "users"},
+            "calibration_kl": calibration_kl(test.histories, top, codes),
+            "long_tail_share_at_10": catalogue["long_tail_share_at_10"], "coverage_at_10": catalogue["coverage_at_10"]}
 
 
 def calibration_codes(ckpt, name: str | None = None) -> tuple[str | None, np.ndarray | None]:

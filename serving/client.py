@@ -50,15 +50,18 @@ class RecommenderClient:
     @staticmethod
     def request(history: Sequence[str] = (), k: int = 10, user_id: str = "",
                 candidates: Sequence[str] = (), include_history: bool = False,
-                user_features: Mapping[str, str] | None = None) -> pb.RecommendRequest:
+                user_features: Mapping[str, str] | None = None, rerank: str = "",
+                rerank_weight: float = 0.0) -> pb.RecommendRequest:
         return pb.RecommendRequest(user_id=user_id, history=[str(h) for h in history], k=k,
                                    candidate_item_ids=[str(c) for c in candidates],
-                                   include_history=include_history, user_features=dict(user_features or {}))
+                                   include_history=include_history, user_features=dict(user_features or {}),
+                                   rerank=rerank, rerank_weight=rerank_weight)
 
     def recommend(self, history: Sequence[str] = (), k: int = 10, user_id: str = "",
                   candidates: Sequence[str] = (), include_history: bool = False,
-                  user_features: Mapping[str, str] | None = None, timeout: float | None = None) -> pb.RecommendResponse:
-        req = self.request(history, k, user_id, candidates, include_history, user_features)
+                  user_features: Mapping[str, str] | None = None, timeout: float | None = None,
+                  rerank: str = "", rerank_weight: float = 0.0) -> pb.RecommendResponse:
+        req = self.request(history, k, user_id, candidates, include_history, user_features, rerank, rerank_weight)
         return self.stub.Recommend(req, timeout=timeout or self.timeout)
 
     def recommend_batch(self, requests: Iterable[pb.RecommendRequest],

@@ -13,6 +13,8 @@ import numpy as np
 import pyarrow as pa
 
 from attnrec.model.checkpoint import Checkpoint
+from attnrec.model.evaluate import calibration_codes
+from attnrec.model.rerank import item_distributions
 from attnrec.serving.config import ServingConfig
 from attnrec.v1 import recommender_pb2 as pb
 
@@ -56,6 +58,8 @@ class Query:
     include_history: bool
     unknown_item_ids: tuple[str, ...]
     unknown_user: bool
+    rerank_weight: float = 0.0  # > 0: calibrated re-ranking with this weight
+    rerank_dist: np.ndarray | None = None  # (N + 1, G) item distributions over the calibration feature
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,9 @@ class Catalog:
         self.user_encoders = {e.name: e for e in ckpt.user_encoders}
         self.max_len = ckpt.config.max_len
         self.model_version = ckpt.model_version
+        feature, codes = calibration_codes(ckpt)
+        self.calibration_feature = feature  # the item feature calibrated re-ranking balances, None = none
+        self.rerank_dist = None if codes is None else item_distributions(codes, int(codes.max()) + 1)
 
     def lookup(self, ids: Sequence[str], unknown: dict[str, None]) -> np.ndarray:
         """Indices of known ids (unknown ones are added to `unknown`, first seen first)."""
@@ -148,6 +155,7 @@ def decode_recommend(req: pb.RecommendRequest, catalog: Catalog, config: Serving
         raise InvalidArgument("history", "no known item in the history and no user features for this user: "
                                          f"nothing to recommend from (unknown ids: "
                                          f"{', '.join(shorten(u) for u in list(unknown)[:10])})")
+    rerank_weight = decode_rerank(req, catalog, config)
     return Query(
         history=seen[-catalog.max_len :],
         seen=seen,
@@ -157,7 +165,27 @@ def decode_recommend(req: pb.RecommendRequest, catalog: Catalog, config: Serving
         include_history=req.include_history,
         unknown_item_ids=tuple(unknown),
         unknown_user=unknown_user,
+        rerank_weight=rerank_weight,
+        rerank_dist=catalog.rerank_dist if rerank_weight else None,
     )
+
+
+RERANKS = ("none", "calibrated")
+
+
+def decode_rerank(req: pb.RecommendRequest, catalog: Catalog, config: ServingConfig) -> float:
+    """The calibration weight a request asks for (0 = no re-ranking), server defaults applied."""
+    method = req.rerank or config.rerank
+    if method not in RERANKS:
+        raise InvalidArgument("rerank", f"{shorten(req.rerank)}: expected one of {list(RERANKS)} or empty")
+    if not 0 <= req.rerank_weight <= 1:
+        raise InvalidArgument("rerank_weight", f"must be within 0..1 (0 = the server's default), got "
+                                               f"{req.rerank_weight:g}")
+    if method == "none":
+        return 0.0
+    if catalog.rerank_dist is None:
+        raise InvalidArgument("rerank", "this model has no categorical item feature to calibrate on")
+    return float(req.rerank_weight or config.rerank_weight)
 
 
 def encode_recommend(query: Query, ranked: Ranked, catalog: Catalog,

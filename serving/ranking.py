@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from attnrec.model.inputs import stack_users
+from attnrec.model.rerank import CANDIDATES, calibrated
 from attnrec.model.sasrec import PAD, SASRec
 from attnrec.model.sequences import left_pad
 from attnrec.serving.codec import (
@@ -56,7 +57,7 @@ def rank(model: SASRec, queries: Sequence[Query]) -> list[Ranked]:
     if full:
         scores = state[full] @ model.all_item_vectors().T  # (F, N+1)
         _mask_seen(scores, [queries[i] for i in full])
-        k = min(max(queries[i].k for i in full), scores.shape[1])
+        k = min(max(_pool(queries[i]) for i in full), scores.shape[1])
         top_scores, top_items = scores.topk(k, dim=1)  # (F, k)
         _collect(out, full, queries, top_items, top_scores)
     picked = [i for i, q in enumerate(queries) if q.candidates is not None]
@@ -64,7 +65,7 @@ def rank(model: SASRec, queries: Sequence[Query]) -> list[Ranked]:
         columns = torch.as_tensor(_pad([queries[i].candidates for i in picked]), device=device)  # (P, C)
         scores = torch.einsum("pd,pcd->pc", state[picked], model.item_vectors(columns))  # (P, C)
         scores.masked_fill_(columns == PAD, float("-inf"))  # seen candidates were dropped by the codec
-        k = min(max(queries[i].k for i in picked), scores.shape[1])
+        k = min(max(_pool(queries[i]) for i in picked), scores.shape[1])
         top_scores, top_pos = scores.topk(k, dim=1)  # (P, k)
         _collect(out, picked, queries, columns.gather(1, top_pos), top_scores)
     return out  # type: ignore[return-value]
@@ -83,11 +84,22 @@ def rank_each(jobs: Sequence[tuple[SASRec, Query]]) -> list[Ranked]:
     return out  # type: ignore[return-value]
 
 
+def _pool(query: Query) -> int:
+    """How many of the best items a query's answer is chosen from."""
+    return max(query.k, CANDIDATES) if query.rerank_weight else query.k
+
+
 def _collect(out: list, rows: list[int], queries: Sequence[Query], items: torch.Tensor, scores: torch.Tensor) -> None:
     items, scores = items.cpu().numpy(), scores.float().cpu().numpy()
     for r, i in enumerate(rows):
-        keep = np.isfinite(scores[r, : queries[i].k])
-        out[i] = Ranked(items=items[r, : queries[i].k][keep], scores=scores[r, : queries[i].k][keep])
+        q = queries[i]
+        pool = _pool(q)
+        keep = np.isfinite(scores[r, :pool])
+        best, best_scores = items[r, :pool][keep], scores[r, :pool][keep]
+        if q.rerank_weight:
+            chosen = calibrated(best, best_scores, q.seen, q.rerank_dist, q.k, q.rerank_weight)
+            best, best_scores = best[chosen], best_scores[chosen]
+        out[i] = Ranked(items=best[: q.k], scores=best_scores[: q.k])
 
 
 def answer_batch(request: pb.RecommendBatchRequest, model: SASRec, catalog: Catalog, config: ServingConfig,

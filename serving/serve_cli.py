@@ -53,6 +53,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--candidates", default="", help="comma-separated item ids to re-rank (default: all)")
     r.add_argument("--k", type=int, default=10, help="how many items to recommend")
     r.add_argument("--include-history", action="store_true", help="allow items already in the history")
+    r.add_argument("--rerank", default="", choices=["", "none", "calibrated"],
+                   help="calibrated: match the history's genre/category mix (default: the server's setting)")
+    r.add_argument("--rerank-weight", type=float, default=0.0,
+                   help="calibration against relevance, 0..1 (0: the server's default)")
     r.add_argument("--timeout", type=float, default=10.0, help="deadline in seconds")
     r.add_argument("--json", action="store_true", help="print the response as JSON")
     r.add_argument("--explain", action="store_true",
@@ -166,7 +170,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     with RecommenderClient(args.target, timeout=args.timeout) as client:
         try:
             r = client.recommend(_split(args.history), args.k, args.user, _split(args.candidates),
-                                 args.include_history)
+                                 args.include_history, rerank=args.rerank, rerank_weight=args.rerank_weight)
             why = client.explain(_split(args.history), r.items[0].item_id, args.user) \
                 if args.explain and r.items else None
         except grpc.RpcError as e:

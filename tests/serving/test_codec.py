@@ -140,3 +140,35 @@ def test_error_details_stay_under_a_kilobyte(catalog):
         decode_recommend(pb.RecommendRequest(k=3, history=ids), catalog, CONFIG)
     assert e.value.field == "history" and "unknown-0-" in str(e.value) and len(str(e.value).encode()) <= 1024
     assert len(str(InvalidArgument("history", "é" * 5000)).encode()) <= 1024
+
+
+def test_calibrated_rerank_picks_from_the_models_best_and_respects_the_masks(catalog, ckpt):
+    assert catalog.calibration_feature == "category"  # the shop's categorical item feature
+    history = ["i1", "i2", "i3", "i4"]
+    plain = decode_recommend(req(history=history, k=10, rerank="none"), catalog, CONFIG)
+    fair = decode_recommend(req(history=history, k=10, rerank="calibrated", rerank_weight=0.5), catalog, CONFIG)
+    assert plain.rerank_weight == 0 and fair.rerank_weight == 0.5
+    top_100 = rank(ckpt.model, [decode_recommend(req(history=history, k=100), catalog,
+                                                 ServingConfig(checkpoint="unused", max_k=100))])[0]
+    plain_ranked, fair_ranked = rank(ckpt.model, [plain, fair])
+    assert len(fair_ranked.items) == 10 and len(set(fair_ranked.items.tolist())) == 10
+    assert set(fair_ranked.items.tolist()) <= set(top_100.items.tolist())  # chosen from the model's best 100
+    assert not set(fair_ranked.items.tolist()) & set(fair.seen.tolist())  # history items stay masked
+    assert rank(ckpt.model, [fair])[0].items.tolist() == fair_ranked.items.tolist()  # alone = in a batch
+    assert rank(ckpt.model, [fair])[0].items.tolist() == rank(ckpt.model, [fair])[0].items.tolist()
+    assert fair_ranked.items.tolist() != plain_ranked.items.tolist()
+
+
+def test_the_server_default_rerank_applies_when_a_request_leaves_it_empty(catalog):
+    calibrating = ServingConfig(checkpoint="unused", rerank="calibrated", rerank_weight=0.2)
+    assert decode_recommend(req(), catalog, calibrating).rerank_weight == 0.2
+    assert decode_recommend(req(rerank="none"), catalog, calibrating).rerank_weight == 0
+    assert decode_recommend(req(), catalog, CONFIG).rerank_weight == 0
+
+
+@pytest.mark.parametrize("kw, field", [(dict(rerank="fair"), "rerank"), (dict(rerank_weight=1.5), "rerank_weight"),
+                                       (dict(rerank="calibrated", rerank_weight=-0.1), "rerank_weight")])
+def test_bad_rerank_fields_are_named(catalog, kw, field):
+    with pytest.raises(InvalidArgument) as e:
+        decode_recommend(req(**kw), catalog, CONFIG)
+    assert str(e.value).startswith(field)

@@ -90,6 +90,17 @@ def test_oversized_requests_and_ids_are_refused_with_short_answers(service, ingr
         assert len(e.value.details()) < 300
 
 
+def test_calibrated_rerank_over_grpc(client):
+    fair = client.recommend(["i1", "i2", "i3"], k=5, rerank="calibrated", rerank_weight=0.5)
+    assert len({i.item_id for i in fair.items}) == 5 and not {"i1", "i2", "i3"} & {i.item_id for i in fair.items}
+    batch = client.recommend_batch([RecommenderClient.request(["i1", "i2", "i3"], 5, rerank="calibrated",
+                                                              rerank_weight=0.5)])
+    assert [i.item_id for i in batch.responses[0].items] == [i.item_id for i in fair.items]
+    with pytest.raises(grpc.RpcError) as e:
+        client.recommend(["i1"], k=3, rerank="fair")
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and e.value.details().startswith("rerank")
+
+
 def test_empty_batch_is_invalid(client):
     with pytest.raises(grpc.RpcError) as e:
         client.recommend_batch([])

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RecommendRequest(_message.Message):
-    __slots__ = ("user_id", "history", "user_features", "k", "candidate_item_ids", "include_history")
+    __slots__ = ("user_id", "history", "user_features", "k", "candidate_item_ids", "include_history", "rerank", "rerank_weight")
     class UserFeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -21,13 +21,17 @@ class RecommendRequest(_message.Message):
     K_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_HISTORY_FIELD_NUMBER: _ClassVar[int]
+    RERANK_FIELD_NUMBER: _ClassVar[int]
+    RERANK_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     history: _containers.RepeatedScalarFieldContainer[str]
     user_features: _containers.ScalarMap[str, str]
     k: int
     candidate_item_ids: _containers.RepeatedScalarFieldContainer[str]
     include_history: bool
-    def __init__(self, user_id: _Optional[str] = ..., history: _Optional[_Iterable[str]] = ..., user_features: _Optional[_Mapping[str, str]] = ..., k: _Optional[int] = ..., candidate_item_ids: _Optional[_Iterable[str]] = ..., include_history: _Optional[bool] = ...) -> None: ...
+    rerank: str
+    rerank_weight: float
+    def __init__(self, user_id: _Optional[str] = ..., history: _Optional[_Iterable[str]] = ..., user_features: _Optional[_Mapping[str, str]] = ..., k: _Optional[int] = ..., candidate_item_ids: _Optional[_Iterable[str]] = ..., include_history: _Optional[bool] = ..., rerank: _Optional[str] = ..., rerank_weight: _Optional[float] = ...) -> None: ...
 
 class ScoredItem(_message.Message):
     __slots__ = ("item_id", "score")
