@@ -103,6 +103,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                              "(a PNG beside the JSON)")
     eval_p.set_defaults(run=cmd_evaluate)
 
+    forget_p = sub.add_parser("forget", help="remove every row of a user from interaction data and logged Parquet data")
+    forget_p.add_argument("--user-id", required=True, help="the user to forget")
+    forget_p.add_argument("--interactions", action="append", default=[],
+                          help="a Parquet interactions file to rewrite without the user (repeatable)")
+    forget_p.add_argument("--feedback-dir", action="append", default=[],
+                          help="a directory of Parquet files (e.g. a hive-partitioned log) to purge (repeatable)")
+    forget_p.set_defaults(run=cmd_forget)
+
 
 def cmd_data(args: argparse.Namespace) -> int:
     if args.source == "movielens":
@@ -215,6 +223,24 @@ def beyond_accuracy_text(result: dict) -> str:
                          f"{point['calibration_kl']:>6.3f}  {point['long_tail_share_at_10']:>9.3f}  "
                          f"{point['coverage_at_10']:>8.3f}")
     return "\n".join(lines)
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from attnrec.model.forget import AUDIT, forget
+
+    places = args.interactions + args.feedback_dir
+    if not places:
+        raise DataError("forget: name at least one --interactions file or --feedback-dir")
+    for place in places:
+        done = forget(place, args.user_id)
+        for path, rows in done.removed.items():
+            print(f"{path}: removed {rows:,} rows")
+        home = Path(place) if Path(place).is_dir() else Path(place).parent
+        print(f"{place}: {done.total:,} rows of the user removed; audit line (user id as SHA-256 "
+              f"{done.user_hash[:12]}…) in {home / AUDIT}")
+    print("Checkpoints trained before this still hold the user's id and feature codes (users.parquet): "
+          "retrain, then roll the new checkpoint out.")
+    return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
