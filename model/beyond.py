@@ -135,15 +135,34 @@ def lorenz(exposure: np.ndarray, points: int = 51) -> list[float]:
     return [round(float(v), 4) for v in cumulative[at]]
 
 
+def item_distributions(codes: np.ndarray, n_values: int) -> np.ndarray:
+    """Steck's p(g | item) for each row of codes (rows of item feature codes, (n, L), 0 = none):
+    each item spreads weight 1 evenly over its values; (n, n_values)."""
+    present = codes > 0
+    weights = np.where(present, 1.0 / np.maximum(present.sum(axis=1, keepdims=True), 1), 0.0)
+    out = np.zeros((len(codes), n_values))
+    rows = np.repeat(np.arange(len(codes)), codes.shape[1]).reshape(codes.shape)
+    np.add.at(out, (rows[present], codes[present]), weights[present])
+    return out
+
+
+def normalized(mass: np.ndarray) -> np.ndarray:
+    """Rows (..., G) scaled to sum to 1; a row of zeros stays zeros."""
+    totals = mass.sum(axis=-1, keepdims=True)
+    return np.divide(mass, totals, out=np.zeros(mass.shape), where=totals > 0)
+
+
 def feature_distribution(items: np.ndarray, codes: np.ndarray, n_values: int) -> np.ndarray:
-    """Steck's p(g | items): each item spreads weight 1 evenly over its values of a multi-valued
-    feature (codes (N + 1, L), 0 = none); returns (n_values,), summing to 1 (or all 0)."""
-    rows = codes[items]  # (n, L)
-    present = rows > 0
-    per_item = present.sum(axis=1, keepdims=True)
-    weights = np.where(present, 1.0 / np.maximum(per_item, 1), 0.0)
-    p = np.bincount(rows[present], weights=weights[present], minlength=n_values)
-    return p / p.sum() if p.sum() > 0 else p
+    """p(g | items) of a set of items (codes (N + 1, L) per item index); (n_values,), summing to
+    1 (or all 0)."""
+    return normalized(item_distributions(codes[items], n_values).sum(axis=0))
+
+
+def smoothed_kl(p: np.ndarray, q: np.ndarray, alpha: float = CALIBRATION_ALPHA) -> np.ndarray:
+    """KL(p || (1 - alpha) q + alpha p) for a distribution p (G,) and distributions q (..., G)."""
+    support = p > 0
+    smoothed = (1 - alpha) * q[..., support] + alpha * p[support]
+    return (p[support] * np.log(p[support] / smoothed)).sum(axis=-1)
 
 
 def calibration_kl(histories: Sequence[np.ndarray], top: np.ndarray, codes: np.ndarray,
@@ -155,7 +174,5 @@ def calibration_kl(histories: Sequence[np.ndarray], top: np.ndarray, codes: np.n
         p = feature_distribution(np.asarray(history), codes, n_values)
         if p.sum() == 0:
             continue
-        q = (1 - alpha) * feature_distribution(recommended[recommended > 0], codes, n_values) + alpha * p
-        present = p > 0
-        kls.append(float((p[present] * np.log(p[present] / q[present])).sum()))
+        kls.append(float(smoothed_kl(p, feature_distribution(recommended[recommended > 0], codes, n_values), alpha)))
     return float(np.mean(kls)) if kls else float("nan")

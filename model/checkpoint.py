@@ -138,3 +138,20 @@ def feature_codes(
     """Per-feature codes for every vocabulary entry with a leading all-missing row (index 0)."""
     codes = encode_table(table, id_column, vocab.ids, encoders)
     return [np.concatenate([np.zeros((1, *codes[e.name].shape[1:]), np.int64), codes[e.name]]) for e in encoders]
+
+
+def calibration_codes(ckpt: Checkpoint, name: str | None = None) -> tuple[str | None, np.ndarray | None]:
+    """The item feature calibration is measured on: `name`, else the first multi-valued one
+    (genres), else the first categorical one (category); its codes (N + 1, L) per item index."""
+    encoders = list(ckpt.item_encoders)
+    if name is not None:
+        chosen = [e for e in encoders if e.name == name]
+        if not chosen:
+            raise ValueError(f"--calibration-feature {name}: not an item feature of this model "
+                             f"({[e.name for e in encoders]})")
+    else:
+        chosen = [e for e in encoders if e.kind == "multi"] or [e for e in encoders if e.kind == "categorical"]
+    if not chosen:
+        return None, None
+    codes = getattr(ckpt.model, f"item_codes_{encoders.index(chosen[0])}").cpu().numpy()
+    return chosen[0].name, codes.reshape(len(codes), -1)

@@ -135,7 +135,7 @@ def evaluate_checkpoint(directory, tables, device: str = "auto", history_limit: 
     `history_limit` keeps only each user's most recent items (a short-history / cold-user test).
     User features come from `tables.users` when given (encoded with the checkpoint's
     encoders), otherwise from the checkpoint's own users table."""
-    from attnrec.model.checkpoint import feature_codes, load_checkpoint
+    from attnrec.model.checkpoint import calibration_codes, feature_codes, load_checkpoint
     from attnrec.model.sequences import Vocab, build_sequences, leave_one_out, newest_item_known
     from attnrec.model.train import resolve_device
 
@@ -211,20 +211,3 @@ def rerank_point(weight: float, candidates: np.ndarray, scores: np.ndarray, test
     return {"weight": weight, **{k: v for k, v in ranking_metrics(ranks).items() if k != "users"},
             "calibration_kl": calibration_kl(test.histories, top, codes),
             "long_tail_share_at_10": catalogue["long_tail_share_at_10"], "coverage_at_10": catalogue["coverage_at_10"]}
-
-
-def calibration_codes(ckpt, name: str | None = None) -> tuple[str | None, np.ndarray | None]:
-    """The item feature calibration is measured on: `name`, else the first multi-valued one
-    (genres), else the first categorical one (category); its codes (N + 1, L) per item index."""
-    encoders = list(ckpt.item_encoders)
-    if name is not None:
-        chosen = [e for e in encoders if e.name == name]
-        if not chosen:
-            raise ValueError(f"--calibration-feature {name}: not an item feature of this model "
-                             f"({[e.name for e in encoders]})")
-    else:
-        chosen = [e for e in encoders if e.kind == "multi"] or [e for e in encoders if e.kind == "categorical"]
-    if not chosen:
-        return None, None
-    codes = getattr(ckpt.model, f"item_codes_{encoders.index(chosen[0])}").cpu().numpy()
-    return chosen[0].name, codes.reshape(len(codes), -1)

@@ -14,19 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from attnrec.model.beyond import CALIBRATION_ALPHA
+from attnrec.model.beyond import CALIBRATION_ALPHA, item_distributions, normalized, smoothed_kl
 
 CANDIDATES = 100  # the model's top candidates the re-ranking chooses from
-
-
-def item_distributions(codes: np.ndarray, n_values: int) -> np.ndarray:
-    """(N + 1, G): each item's weight over the feature's values (1 spread over its values)."""
-    present = codes > 0
-    weights = np.where(present, 1.0 / np.maximum(present.sum(axis=1, keepdims=True), 1), 0.0)
-    out = np.zeros((len(codes), n_values))
-    rows = np.repeat(np.arange(len(codes)), codes.shape[1]).reshape(codes.shape)
-    np.add.at(out, (rows[present], codes[present]), weights[present])
-    return out
 
 
 def calibrated(candidates: np.ndarray, scores: np.ndarray, history: np.ndarray, item_dist: np.ndarray,
@@ -36,10 +26,9 @@ def calibrated(candidates: np.ndarray, scores: np.ndarray, history: np.ndarray, 
     candidates (C,) item indices, scores (C,) the model's scores for them (best first is not
     required), history (H,) item indices, item_dist from `item_distributions`."""
     k = min(k, len(candidates))
-    p = item_dist[history].sum(axis=0)
+    p = normalized(item_dist[history].sum(axis=0))
     if weight <= 0 or p.sum() == 0:
         return np.argsort(-scores, kind="stable")[:k]
-    p = p / p.sum()
     relevance = np.exp(scores - scores.max())
     relevance /= relevance.sum()
     dist = item_dist[candidates]  # (C, G)
@@ -47,13 +36,8 @@ def calibrated(candidates: np.ndarray, scores: np.ndarray, history: np.ndarray, 
     mass = np.zeros_like(p)  # sum of chosen items' distributions
     gain = 0.0
     available = np.ones(len(candidates), dtype=bool)
-    support = p > 0
     for _ in range(k):
-        trial = mass[None, :] + dist  # (C, G): the list's mass with each candidate added
-        totals = trial.sum(axis=1, keepdims=True)
-        q = np.divide(trial, totals, out=np.zeros_like(trial), where=totals > 0)
-        q = (1 - alpha) * q + alpha * p[None, :]
-        kl = (p[support] * np.log(p[support] / q[:, support])).sum(axis=1)  # (C,)
+        kl = smoothed_kl(p, normalized(mass[None, :] + dist), alpha)  # (C,): the list with each candidate added
         objective = (1 - weight) * (gain + relevance) - weight * kl
         objective[~available] = -np.inf
         best = int(np.argmax(objective))  # ties: the earlier candidate, i.e. the model's order

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from attnrec.model.checkpoint import Checkpoint
-from attnrec.model.evaluate import calibration_codes
-from attnrec.model.rerank import item_distributions
+from attnrec.model.beyond import item_distributions
+from attnrec.model.checkpoint import Checkpoint, calibration_codes
 from attnrec.serving.config import ServingConfig
 from attnrec.v1 import recommender_pb2 as pb
 
