@@ -13,6 +13,7 @@ checkpoint's vocabulary answers the same ids a gRPC client sends.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,11 +105,13 @@ def check_features(table: pa.Table, id_column: str, path: str | Path = "<feature
 
 
 def load_tables(
-    interactions: str | Path, items: str | Path | None = None, users: str | Path | None = None
+    interactions: str | Path, items: str | Path | None = None, users: str | Path | None = None,
+    read: Callable[[str | Path, str], pa.Table] = _read,
 ) -> Tables:
-    """Read and check the Parquet files; every problem raises DataError naming the file."""
+    """Read and check the Parquet files; every problem raises DataError naming the file.
+    `read(path, what)` reads one file (local files by default; Ray Data on a cluster)."""
     return Tables(
-        interactions=check_interactions(_read(interactions, "interactions"), interactions),
-        items=None if items is None else check_features(_read(items, "items"), "item_id", items),
-        users=None if users is None else check_features(_read(users, "users"), "user_id", users),
+        interactions=check_interactions(read(interactions, "interactions"), interactions),
+        items=None if items is None else check_features(read(items, "items"), "item_id", items),
+        users=None if users is None else check_features(read(users, "users"), "user_id", users),
     )

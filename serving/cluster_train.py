@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from attnrec.model.checkpoint import Checkpoint as ModelCheckpoint
 from attnrec.model.checkpoint import load_checkpoint
 from attnrec.model.config import ModelConfig, TrainConfig
-from attnrec.model.data import DataError, Tables, check_features, check_interactions
+from attnrec.model.data import DataError, Tables, load_tables
 from attnrec.model.sasrec import SASRec
 from attnrec.model.train import Prepared, Progress, World, train
 
@@ -48,23 +48,20 @@ class ClusterConfig:
     name: str = "attnrec-train"
 
 
-def read_tables(paths: dict[str, str | Path | None]) -> Tables:
-    """The Parquet files through Ray Data, checked as `load_tables` checks local files."""
+def read_with_ray_data(path: str | Path, what: str) -> pa.Table:
+    """One Parquet file or directory through Ray Data (a local path or any pyarrow filesystem URI)."""
     import ray
 
-    def read(path: str | Path, what: str) -> pa.Table:
-        try:
-            refs = ray.data.read_parquet(str(path)).to_arrow_refs()
-        except (FileNotFoundError, OSError, ValueError) as e:
-            raise DataError(f"{path}: cannot read {what} as Parquet: {str(e).splitlines()[0]}") from e
-        return pa.concat_tables(ray.get(refs))
+    try:
+        refs = ray.data.read_parquet(str(path)).to_arrow_refs()
+    except (FileNotFoundError, OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read {what} as Parquet: {str(e).splitlines()[0]}") from e
+    return pa.concat_tables(ray.get(refs))
 
-    items, users = paths.get("items"), paths.get("users")
-    return Tables(
-        interactions=check_interactions(read(paths["interactions"], "interactions"), paths["interactions"]),
-        items=None if items is None else check_features(read(items, "items"), "item_id", items),
-        users=None if users is None else check_features(read(users, "users"), "user_id", users),
-    )
+
+def read_tables(paths: dict[str, str | Path | None]) -> Tables:
+    """The Parquet files through Ray Data, checked as local files are (`load_tables`)."""
+    return load_tables(**paths, read=read_with_ray_data)
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
