@@ -203,7 +203,10 @@ def train(
         state.resumed_after.append(state.epoch)
         log.warning("resuming after epoch %d (best so far: epoch %d)", state.epoch, state.best_epoch)
     started = time.monotonic() - (state.history[-1]["seconds"] if state.history else 0.0)
-    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if state.best_epoch and out is not None and Path(out, "model.safetensors").exists():
+        best_state = load_file(str(Path(out) / "model.safetensors"))  # a resumed run's best epoch, as saved
+    else:
+        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     n_batches = -(-len(windows) // config.batch_size)
     # The bar's length is the epoch where early stopping would end the run as things stand
     # (the best epoch so far + patience), so its ETA never assumes every allowed epoch.
@@ -271,8 +274,6 @@ def train(
                         state.best_epoch)
             break
     bar.close()
-    if state.best_epoch and out is not None and Path(out, "model.safetensors").exists():
-        best_state = load_file(str(Path(out) / "model.safetensors"))  # a resumed run's best is on disk
     model.load_state_dict(best_state)
     model.eval()
     ckpt.metadata = _metadata(config, prepared, state.best_epoch, state.best, state.history, data_fingerprint)
