@@ -55,8 +55,7 @@ def check_replacement(current: Checkpoint, new: Checkpoint, allow_new_catalog: b
         model = new.model
         device = model.item_emb.weight.device
         history = torch.arange(1, min(len(new.items), model.config.max_len) + 1, device=device)[None]  # (1, T)
-        state = model.encode(history, new.user_inputs(np.zeros(1, np.int64), device))  # (1, D), an unknown user
-        scores = state @ model.all_item_vectors().T  # (1, N + 1)
+        scores = model.score_all(history, new.user_inputs(np.zeros(1, np.int64), device))  # (1, N + 1), unknown user
     if not torch.isfinite(scores[:, 1:]).all():
         raise CheckpointError("the weights give non-finite scores")
 
