@@ -115,7 +115,7 @@ def catalogue_report(top: np.ndarray, targets: np.ndarray, counts: np.ndarray) -
     n_items = len(counts) - 1
     shown = top[top > 0]
     exposure = np.bincount(shown, minlength=n_items + 1)[1:]
-    head = np.argsort(-counts[1:], kind="stable")[: max(1, int(round(TAIL_HEAD_SHARE * n_items)))] + 1
+    head = head_items(counts)
     percentile = popularity_percentile(counts)
     return {
         "coverage_at_10": float((exposure > 0).mean()),
@@ -125,6 +125,23 @@ def catalogue_report(top: np.ndarray, targets: np.ndarray, counts: np.ndarray) -
         "exposure_gini_at_10": gini(exposure),
         "lorenz_at_10": lorenz(exposure),
     }
+
+
+def head_items(counts: np.ndarray) -> np.ndarray:
+    """Item indices of the head: the 20% most popular items by counts (N + 1,); the rest is the long tail."""
+    n_items = len(counts) - 1
+    return np.argsort(-counts[1:], kind="stable")[: max(1, int(round(TAIL_HEAD_SHARE * n_items)))] + 1
+
+
+def popularity_groups(counts: np.ndarray) -> np.ndarray:
+    """Per item index, a one-hot of (head, long tail): the popularity mix calibrated re-ranking
+    balances beside a feature's (Abdollahpouri et al., "Calibrated popularity", 2021); row 0
+    (padding) is all zeros. (N + 1, 2)."""
+    groups = np.zeros((len(counts), 2))
+    groups[1:, 1] = 1.0
+    head = head_items(counts)
+    groups[head] = (1.0, 0.0)
+    return groups
 
 
 def lorenz(exposure: np.ndarray, points: int = 51) -> list[float]:

@@ -2,7 +2,7 @@
 
     config.json      ModelConfig
     model.safetensors weights and per-item feature codes
-    items.parquet    item vocabulary: row i is item index i + 1
+    items.parquet    item vocabulary: row i is item index i + 1, with its training interactions
     users.parquet    user vocabulary and each user's feature codes: row u is user index u + 1
     encoders.json    how item and user feature columns turn into codes
     metadata.json    data fingerprint, metrics, library versions, training time
@@ -48,6 +48,7 @@ class Checkpoint:
     user_encoders: tuple[FeatureEncoder, ...]
     user_codes: list[np.ndarray]  # per user feature: (n_users + 1,) or (n_users + 1, L); row 0 = unknown user
     metadata: dict = field(default_factory=dict)
+    item_counts: np.ndarray | None = None  # (n_items + 1,) interactions per item in training; None = not recorded
 
     @property
     def config(self) -> ModelConfig:
@@ -72,7 +73,10 @@ class Checkpoint:
         (d / "config.json").write_text(self.config.to_json())
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         save_file(state, str(d / "model.safetensors"))
-        pq.write_table(pa.table({"item_id": pa.array(self.items.ids, pa.string())}), d / "items.parquet")
+        items = {"item_id": pa.array(self.items.ids, pa.string())}
+        if self.item_counts is not None:
+            items["train_count"] = pa.array(np.asarray(self.item_counts[1:], dtype=np.int64))
+        pq.write_table(pa.table(items), d / "items.parquet")
         users = {"user_id": pa.array(self.users.ids, pa.string())}
         for e, codes in zip(self.user_encoders, self.user_codes):
             users[f"code:{e.name}"] = pa.array(list(codes[1:])) if codes.ndim == 2 else pa.array(codes[1:])
@@ -121,14 +125,18 @@ def load_checkpoint(directory: str | Path, device: torch.device | str = "cpu") -
         codes = np.array(col.to_pylist(), dtype=np.int64) if e.kind == "multi" else col.to_numpy().astype(np.int64)
         pad = np.zeros((1, *codes.shape[1:]), dtype=np.int64)
         user_codes.append(np.concatenate([pad, codes.reshape(len(codes), *codes.shape[1:])]))
+    items = pq.read_table(d / "items.parquet")
+    counts = (np.r_[0, items.column("train_count").to_numpy()].astype(np.int64)
+              if "train_count" in items.column_names else None)
     return Checkpoint(
         model=model,
-        items=Vocab(tuple(pq.read_table(d / "items.parquet").column("item_id").to_pylist())),
+        items=Vocab(tuple(items.column("item_id").to_pylist())),
         users=Vocab(tuple(users.column("user_id").to_pylist())),
         item_encoders=encoders_from_json(encoders["items"]),
         user_encoders=user_encoders,
         user_codes=user_codes,
         metadata=json.loads((d / "metadata.json").read_text()) if (d / "metadata.json").exists() else {},
+        item_counts=counts,
     )
 
 

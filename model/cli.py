@@ -216,10 +216,10 @@ def beyond_accuracy_text(result: dict) -> str:
         lines.append(f"calibration: KL(history || top 10) over {b['calibration_feature']} "
                      f"{b['calibration_kl']:.3f} (0 = the list mirrors the history)")
     if result["rerank_curve"]:
-        lines.append(f"\ncalibrated re-ranking of the top 100 over {b['calibration_feature']}")
+        lines.append(f"\ncalibrated re-ranking of the top 100 over {b['calibration_feature']} and popularity")
         lines.append(f"  {'weight':>6}  {'NDCG@10':>8}  {'HR@10':>7}  {'KL':>6}  {'long tail':>9}  {'coverage':>8}")
         for point in result["rerank_curve"]:
-            lines.append(f"  {point['weight']:>6.2f}  {point['NDCG@10']:>8.4f}  {point['HR@10']:>7.4f}  "
+            lines.append(f"  {point['weight']:>6g}  {point['NDCG@10']:>8.4f}  {point['HR@10']:>7.4f}  "
                          f"{point['calibration_kl']:>6.3f}  {point['long_tail_share_at_10']:>9.3f}  "
                          f"{point['coverage_at_10']:>8.3f}")
     return "\n".join(lines)

@@ -15,7 +15,7 @@ import torch
 
 from attnrec.model.beyond import calibration_kl, catalogue_report, group_table, history_buckets, per_user_metrics
 from attnrec.model.inputs import user_input
-from attnrec.model.rerank import CANDIDATES, rerank_top
+from attnrec.model.rerank import CANDIDATES, rerank_mixes, rerank_top
 from attnrec.model.sequences import Split, left_pad
 
 K = 10
@@ -203,8 +203,9 @@ def evaluate_checkpoint(directory, tables, device: str = "auto", history_limit: 
 
 def rerank_point(weight: float, candidates: np.ndarray, scores: np.ndarray, test: EvalCase, codes: np.ndarray,
                  counts: np.ndarray) -> dict:
-    """Accuracy, calibration and catalogue figures of the calibrated top 10 at one weight."""
-    top = rerank_top(candidates, scores, test.histories, codes, K, weight)
+    """Accuracy, calibration and catalogue figures of the calibrated top 10 at one weight (the
+    popularity mix from the same counts the long-tail share is measured on)."""
+    top = rerank_top(candidates, scores, test.histories, rerank_mixes(codes, counts), K, weight)
     hit = top == test.targets[:, None]  # (U, K)
     ranks = np.where(hit.any(axis=1), hit.argmax(axis=1), K)
     catalogue = catalogue_report(top, test.targets, counts)

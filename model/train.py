@@ -190,7 +190,8 @@ def train(
                            user_features=specs(user_encoders))
     model = SASRec(model_config).to(device)
     model.set_item_codes([torch.tensor(c) for c in item_codes])  # a copy: arrays from Ray are read-only
-    ckpt = Checkpoint(model, prepared.items, prepared.users, item_encoders, user_encoders, user_codes)
+    ckpt = Checkpoint(model, prepared.items, prepared.users, item_encoders, user_encoders, user_codes,
+                      item_counts=np.bincount(split.train.items, minlength=len(prepared.items) + 1))
     windows = training_windows(split, model_config.max_len)
     if len(windows) == 0:
         raise DataError("interactions: no user has two or more interactions, nothing to train on")

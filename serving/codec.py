@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from attnrec.model.beyond import item_distributions
 from attnrec.model.checkpoint import Checkpoint, calibration_codes
+from attnrec.model.rerank import rerank_mixes
 from attnrec.serving.config import ServingConfig
 from attnrec.v1 import recommender_pb2 as pb
 
@@ -58,7 +58,7 @@ class Query:
     unknown_item_ids: tuple[str, ...]
     unknown_user: bool
     rerank_weight: float = 0.0  # > 0: calibrated re-ranking with this weight
-    rerank_dist: np.ndarray | None = None  # (N + 1, G) item distributions over the calibration feature
+    rerank_mixes: tuple = ()  # what calibrated re-ranking balances (model/rerank.py)
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class Catalog:
         self.model_version = ckpt.model_version
         feature, codes = calibration_codes(ckpt)
         self.calibration_feature = feature  # the item feature calibrated re-ranking balances, None = none
-        self.rerank_dist = None if codes is None else item_distributions(codes, int(codes.max()) + 1)
+        self.rerank_mixes = rerank_mixes(codes, ckpt.item_counts)  # () = nothing to calibrate on
 
     def lookup(self, ids: Sequence[str], unknown: dict[str, None]) -> np.ndarray:
         """Indices of known ids (unknown ones are added to `unknown`, first seen first)."""
@@ -165,7 +165,7 @@ def decode_recommend(req: pb.RecommendRequest, catalog: Catalog, config: Serving
         unknown_item_ids=tuple(unknown),
         unknown_user=unknown_user,
         rerank_weight=rerank_weight,
-        rerank_dist=catalog.rerank_dist if rerank_weight else None,
+        rerank_mixes=catalog.rerank_mixes if rerank_weight else (),
     )
 
 
@@ -182,8 +182,9 @@ def decode_rerank(req: pb.RecommendRequest, catalog: Catalog, config: ServingCon
                                                f"{req.rerank_weight:g}")
     if method == "none":
         return 0.0
-    if catalog.rerank_dist is None:
-        raise InvalidArgument("rerank", "this model has no categorical item feature to calibrate on")
+    if not catalog.rerank_mixes:
+        raise InvalidArgument("rerank", "this model has no categorical item feature and no item popularity "
+                                        "to calibrate on")
     return float(req.rerank_weight or config.rerank_weight)
 
 

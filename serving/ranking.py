@@ -97,7 +97,7 @@ def _collect(out: list, rows: list[int], queries: Sequence[Query], items: torch.
         keep = np.isfinite(scores[r, :pool])
         best, best_scores = items[r, :pool][keep], scores[r, :pool][keep]
         if q.rerank_weight:
-            chosen = calibrated(best, best_scores, q.seen, q.rerank_dist, q.k, q.rerank_weight)
+            chosen = calibrated(best, best_scores, q.seen, q.rerank_mixes, q.k, q.rerank_weight)
             best, best_scores = best[chosen], best_scores[chosen]
         out[i] = Ranked(items=best[: q.k], scores=best_scores[: q.k])
 

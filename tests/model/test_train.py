@@ -33,6 +33,10 @@ def test_train_checkpoint_load_score(shop, tmp_path):
     loaded = load_checkpoint(tmp_path / "ckpt")
     assert loaded.config == ckpt.config and loaded.items == ckpt.items
     assert loaded.metadata["best_epoch"] in (1, 2)
+    # what re-ranking calls popular: the interactions the model trained on, per item
+    trained_on = np.bincount(prepared.split.train.items, minlength=len(ckpt.items) + 1)
+    assert loaded.item_counts.tolist() == trained_on.tolist()
+    assert loaded.item_counts[0] == 0 and loaded.item_counts.sum() == len(prepared.split.train.items)
     hist = torch.as_tensor(left_pad([prepared.split.full.get(r) for r in range(4)], TINY.max_len))
     users = prepared.split.full.users[:4]
     torch.testing.assert_close(
