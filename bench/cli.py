@@ -29,6 +29,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=int, default=1,
                    help="measure the servers' layers this many times in a row; goal ratios are then the median, "
                         "with their range (default 1)")
+    p.add_argument("--feedback-cost", action="store_true",
+                   help="only what the feedback log costs Recommend (log off / on, --rounds pairs of --duration "
+                        "seconds, default 3 x 15 s) and Feedback's own rate; writes OUT/feedback_cost.json")
     p.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"), help="compare two result files")
     p.set_defaults(run=cmd_bench)
 
@@ -50,6 +53,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
             return 2
         print(compare(a, b))
         return 0
+    if args.feedback_cost:
+        from attnrec.bench.feedback_cost import main as feedback_cost
+
+        out = args.out if args.out != Path("runs/bench") else Path("runs/feedback_cost")
+        rounds = args.rounds if args.rounds > 1 else 3  # off/on pairs: one pair says little
+        return feedback_cost(["--checkpoint", args.checkpoint, "--rounds", str(rounds), "--duration",
+                              str(args.duration or 15.0), "--threads", str(args.threads or 1), "--out", str(out)])
     if args.device == "cuda":
         import torch
 

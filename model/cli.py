@@ -111,6 +111,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                           help="a directory of Parquet files (e.g. a hive-partitioned log) to purge (repeatable)")
     forget_p.set_defaults(run=cmd_forget)
 
+    feedback_p = sub.add_parser("feedback", help="what a feedback log holds; --compact merges its small files")
+    feedback_p.add_argument("--feedback-dir", required=True, help="the log (`attnrec serve --feedback-dir`)")
+    feedback_p.add_argument("--compact", action="store_true",
+                            help="rewrite each day's files as one (events de-duplicated); for days no longer written")
+    feedback_p.set_defaults(run=cmd_feedback)
+
 
 def cmd_data(args: argparse.Namespace) -> int:
     if args.source == "movielens":
@@ -240,6 +246,23 @@ def cmd_forget(args: argparse.Namespace) -> int:
               f"{done.user_hash[:12]}…) in {home / AUDIT}")
     print("Checkpoints trained before this still hold the user's id and feature codes (users.parquet): "
           "retrain, then roll the new checkpoint out.")
+    return 0
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from attnrec.model.feedback_log import compact, summary
+
+    if args.compact:
+        for kind in ("events", "impressions"):
+            for day, files in compact(args.feedback_dir, kind).items():
+                print(f"{kind} {day}: {files} files -> 1")
+    s = summary(args.feedback_dir)
+    e, i = s["events"], s["impressions"]
+    print(f"events: {e['rows']:,} ({', '.join(f'{t} {n:,}' for t, n in e['by_type'].items()) or 'none'}); "
+          f"{e['retried_rows']:,} rows written twice by retries (read once); {e['files']} files over "
+          f"{len(e['days'])} days")
+    print(f"impressions: {i['rows']:,} items shown in {i['answers']:,} answers; {i['files']} files over "
+          f"{len(i['days'])} days")
     return 0
 
 

@@ -11,7 +11,7 @@ from ray.serve import Application
 
 from attnrec.model.checkpoint import resolve_checkpoint
 from attnrec.serving.config import CHECKPOINT_KEY, DEFAULT_CONFIG, ServingConfig
-from attnrec.serving.deployments import Explainer, Recommender
+from attnrec.serving.deployments import Explainer, FeedbackLog, Recommender
 
 APP_NAME = "attnrec"
 SERVICER = "attnrec.serving.wire.add_RecommenderServicer_to_server"
@@ -20,12 +20,19 @@ MODEL_DEPLOYMENTS = ("Recommender", "Explainer")  # every deployment that loads 
 
 
 def build_app(config: ServingConfig, options: dict[str, dict] | None = None) -> Application:
-    """The application: Recommender (ingress, batched) -> Explainer. `options` per deployment name
-    are Serve deployment options (num_replicas, autoscaling_config, ray_actor_options, user_config...)."""
+    """The application: Recommender (ingress, batched) -> Explainer, and -> FeedbackLog when
+    config.feedback_dir is set. `options` per deployment name are Serve deployment options
+    (num_replicas, autoscaling_config, ray_actor_options, user_config...)."""
     options = options or {}
     config = ServingConfig(**{**vars(config), "checkpoint": resolve_checkpoint(config.checkpoint)})
     explainer = Explainer.options(**options.get("Explainer", {})).bind(config)
-    return Recommender.options(**options.get("Recommender", {})).bind(config, explainer)
+    feedback = FeedbackLog.options(**options.get("FeedbackLog", {})).bind(config) if config.feedback_dir else None
+    return Recommender.options(**options.get("Recommender", {})).bind(config, explainer, feedback)
+
+
+def deployments_of(config: ServingConfig) -> tuple[str, ...]:
+    """The deployments the application of `config` has."""
+    return ("Recommender", "Explainer", "FeedbackLog") if config.feedback_dir else ("Recommender", "Explainer")
 
 
 def app_builder(args: dict) -> Application:
@@ -39,9 +46,10 @@ def app_config(config: ServingConfig, deployments: dict[str, dict], route_prefix
     attnrec deploys it: Serve then applies a later config that changes only `user_config` (a new
     checkpoint, batching knobs) to the running replicas, without restarting them."""
     args = asdict(replace(config, checkpoint=resolve_checkpoint(config.checkpoint)))
+    present = deployments_of(config)  # Serve refuses options for a deployment the app does not have
     return {"name": APP_NAME, "route_prefix": route_prefix, "import_path": IMPORT_PATH, "args": args,
             "runtime_env": runtime_env or {},
-            "deployments": [{"name": name, **options} for name, options in deployments.items()]}
+            "deployments": [{"name": name, **options} for name, options in deployments.items() if name in present]}
 
 
 def served_checkpoint(app: dict) -> str:

@@ -10,7 +10,8 @@ import grpc
 from attnrec.v1 import recommender_pb2 as pb
 from attnrec.v1 import recommender_pb2_grpc as pb_grpc
 
-# Every RPC is idempotent (reads, answered from the request alone), so a call that found no
+# Every RPC is idempotent (reads, answered from the request alone; Feedback keeps an event_id
+# once), so a call that found no
 # replica to answer it (UNAVAILABLE: a replica stopped under it, or none is up yet) is tried
 # again, up to 4 times in all over about a second. Any gRPC client can use the same config
 # (docs/operations.md).
@@ -80,3 +81,14 @@ class RecommenderClient:
                                 include_faithfulness=include_faithfulness, methods=list(methods), top_k=top_k,
                                 user_features=dict(user_features or {}))
         return self.stub.Explain(req, timeout=timeout or max(self.timeout, 120.0))
+
+    @staticmethod
+    def event(event_id: str, user_id: str, item_id: str, event_type: str, request_id: str = "",
+              timestamp_ms: int = 0, value: float = 0.0) -> pb.FeedbackEvent:
+        """One FeedbackEvent; timestamp_ms 0 = when the service receives it."""
+        return pb.FeedbackEvent(event_id=event_id, user_id=user_id, item_id=str(item_id), event_type=event_type,
+                                request_id=request_id, timestamp_ms=timestamp_ms, value=value)
+
+    def feedback(self, events: Iterable[pb.FeedbackEvent], timeout: float | None = None) -> pb.FeedbackResponse:
+        """Log events; an answer means the accepted ones are durable. Retry a failure as it was."""
+        return self.stub.Feedback(pb.FeedbackRequest(events=list(events)), timeout=timeout or self.timeout)

@@ -6,6 +6,7 @@ collected and reported, never fatal.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -200,10 +201,12 @@ def encode_recommend(query: Query, ranked: Ranked, catalog: Catalog,
     out.model_version = catalog.model_version
     out.history_used = len(query.history)
     out.unknown_user = query.unknown_user
+    out.request_id = uuid.uuid4().hex
     return out
 
 
-def encode_error(error: InvalidArgument, into: pb.RecommendResponse) -> None:
+def encode_error(error: InvalidArgument, into: pb.RecommendResponse, index: int) -> None:
     """A failed RecommendBatch entry."""
     into.error.code = "INVALID_ARGUMENT"
     into.error.message = str(error)
+    into.error.index = index

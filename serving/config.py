@@ -25,6 +25,13 @@ class ServingConfig:
     max_explain_top_k: int = 10  # Explain: recommendations explained per call
     rerank: str = "none"  # a request's rerank when it leaves it empty: "none" or "calibrated"
     rerank_weight: float = 0.025  # calibration against relevance (docs/accuracy.md: KL -37%, NDCG@10 +2%)
+    # The feedback log: events and impressions as Parquet under this directory or pyarrow
+    # filesystem URI (model/feedback_log.py); "" = no log, and Feedback is UNIMPLEMENTED.
+    feedback_dir: str = ""
+    max_feedback_events: int = 1_000  # events per Feedback call
+    # Recommend answers are logged as impressions in the background, this often: a replica
+    # that dies loses at most this much of them (events are acknowledged only once durable)
+    impression_flush_s: float = 1.0
 
 
 CHECKPOINT_KEY = "checkpoint"  # user_config: the checkpoint every replica serves; `attnrec rollout` sets it

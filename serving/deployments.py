@@ -11,21 +11,25 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 import uuid
 from dataclasses import asdict
 
 import grpc
+import pyarrow as pa
 from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from attnrec.model.checkpoint import resolve_checkpoint
+from attnrec.model.feedback_log import FeedbackWriter
 from attnrec.model.sasrec import SASRec
 from attnrec.serving.batching import BatchStats, BatchWait
 from attnrec.serving.codec import InvalidArgument, Query, Ranked, decode_recommend, encode_recommend
 from attnrec.serving.config import BatchConfig, ServingConfig, checkpoint_of
 from attnrec.serving.explain_codec import answer_explains
+from attnrec.serving.feedback import RecentIds, decode_feedback, impressions_table
 from attnrec.serving.loaded import Loaded, load
 from attnrec.serving.ranking import answer_in_chunks, rank_each
 from attnrec.serving.wire import Malformed
@@ -91,10 +95,15 @@ DEFAULT_BATCH = BatchConfig()  # batching defaults come from BatchConfig alone (
 
 @serve.deployment(max_ongoing_requests=256, user_config=asdict(DEFAULT_BATCH))
 class Recommender:
-    def __init__(self, config: ServingConfig, explainer: DeploymentHandle | None = None):
+    def __init__(self, config: ServingConfig, explainer: DeploymentHandle | None = None,
+                 feedback: DeploymentHandle | None = None):
         self.config = config
         self.loaded = load(config.checkpoint, config.device)  # replaced whole by a rollout (reconfigure)
         self.explainer = explainer
+        self.feedback = feedback  # the FeedbackLog; None = no log
+        self.shown: list[tuple[str, pb.RecommendResponse, int]] = []  # answers not yet logged as impressions
+        self.impressions_lost = 0
+        self.flusher: asyncio.Task | None = None
         self.stats = BatchStats()
         self.batch_config = DEFAULT_BATCH  # replaced by reconfigure() when Serve passes a user_config
         self.batch_wait = BatchWait(self.batch_config)
@@ -126,7 +135,9 @@ class Recommender:
             ranked = await self._rank_batched((loaded.ckpt.model, query))
         finally:
             self.in_flight -= 1
-        return encode_recommend(query, ranked, loaded.catalog)
+        response = encode_recommend(query, ranked, loaded.catalog)
+        self._show([(request.user_id, response)])
+        return response
 
     @rpc(pb.RecommendBatchResponse)
     async def RecommendBatch(self, request: pb.RecommendBatchRequest, grpc_context) -> pb.RecommendBatchResponse:
@@ -141,7 +152,48 @@ class Recommender:
         # each. Chunk by chunk in a worker thread, they go on being answered beside it.
         while (size := await asyncio.to_thread(next, chunks, None)) is not None:
             self.stats.record(size)
+        self._show(list(zip((r.user_id for r in request.requests), response.responses)))
         return response
+
+    @rpc(pb.FeedbackResponse)
+    async def Feedback(self, request: pb.FeedbackRequest, grpc_context) -> pb.FeedbackResponse:
+        if self.feedback is None:
+            grpc_context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+            grpc_context.set_details("Feedback: this service runs without a feedback log "
+                                     "(start it with --feedback-dir, or args.feedback_dir in the Serve config)")
+            return pb.FeedbackResponse()
+        decoded = decode_feedback(request, self.config, now_ms())
+        response = decoded.response
+        if decoded.events.num_rows:
+            try:
+                response.accepted, response.duplicates = await self.feedback.record.remote(decoded.events)
+            except (RayActorError, DeploymentUnavailableError, BackPressureError) as e:  # nothing acknowledged
+                _fail(grpc_context, grpc.StatusCode.UNAVAILABLE, "Feedback (no event of this call was "
+                      "acknowledged; retry it with the same event_ids)", e)
+                return pb.FeedbackResponse()
+        return response
+
+    def _show(self, answers: list[tuple[str, pb.RecommendResponse]]) -> None:
+        """Queue answers to be logged as impressions by the background flusher (with a log)."""
+        if self.feedback is None:
+            return
+        at = now_ms()
+        self.shown.extend((user, response, at) for user, response in answers)
+        if self.flusher is None or self.flusher.done():
+            self.flusher = asyncio.get_running_loop().create_task(self._flush_impressions())
+
+    async def _flush_impressions(self) -> None:
+        """Every impression_flush_s, hand the queued answers to the log as one table."""
+        while self.shown:
+            await asyncio.sleep(self.config.impression_flush_s)
+            answers, self.shown = self.shown, []
+            try:
+                table = await asyncio.to_thread(impressions_table, answers)
+                await self.feedback.log_impressions.remote(table)
+            except Exception as e:  # noqa: BLE001 (impressions are best effort; never fail Recommend)
+                self.impressions_lost += len(answers)
+                log.warning("%d answers not logged as impressions (%d so far): %s", len(answers),
+                            self.impressions_lost, str(e).splitlines()[0][:200])
 
     @rpc(pb.ExplainResponse)
     async def Explain(self, request: pb.ExplainRequest, grpc_context) -> pb.ExplainResponse:
@@ -203,6 +255,48 @@ class Explainer:
     def stats_summary(self) -> dict:
         """Explanation batch sizes formed so far, and the model served (call through a DeploymentHandle)."""
         return {**self.stats.summary(), "model_version": self.loaded.model_version}
+
+
+@serve.deployment(max_ongoing_requests=256)
+class FeedbackLog:
+    """Writes feedback events and impressions to the log (model/feedback_log.py). Concurrent
+    Feedback calls are batched into one durable file write; a call is answered only after
+    its events are on disk, so an acknowledged event survives a kill -9 of any replica."""
+
+    def __init__(self, config: ServingConfig):
+        self.writer = FeedbackWriter(config.feedback_dir)
+        self.recent = RecentIds()
+        self.stats = BatchStats()
+        log.info("FeedbackLog writes to %s", self.writer.root)
+
+    async def record(self, events: pa.Table) -> tuple[int, int]:
+        """Log a call's good events; (written now, duplicates not written again)."""
+        return await self._record_batched(events)
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
+    async def _record_batched(self, calls: list[pa.Table]) -> list[tuple[int, int]]:
+        self.stats.record(len(calls))
+        ids = [e for table in calls for e in table.column("event_id").to_pylist()]
+        fresh = self.recent.fresh(ids)
+        everything = pa.concat_tables(calls)
+        await asyncio.to_thread(self.writer.append, "events", everything.filter(pa.array(fresh)))
+        self.recent.add(ids)
+        out, start = [], 0
+        for table in calls:
+            new = int(fresh[start : start + table.num_rows].sum())
+            out.append((new, table.num_rows - new))
+            start += table.num_rows
+        return out
+
+    async def log_impressions(self, table: pa.Table) -> None:
+        await asyncio.to_thread(self.writer.append, "impressions", table)
+
+    def stats_summary(self) -> dict:
+        return {**self.stats.summary(), "files_written": self.writer.written, "directory": self.writer.root}
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _explain_wire(answer: pb.ExplainResponse | Exception) -> tuple[bytes, str, str]:

@@ -122,7 +122,7 @@ def answer_in_chunks(request: pb.RecommendBatchRequest, model: SASRec, catalog: 
             try:
                 valid.append((i, decode_recommend(request.requests[i], catalog, config)))
             except InvalidArgument as e:
-                encode_error(InvalidArgument(f"requests[{i}].{e.field}", str(e).split(": ", 1)[1]), entries[i])
+                encode_error(InvalidArgument(f"requests[{i}].{e.field}", str(e).split(": ", 1)[1]), entries[i], i)
         if valid:
             for (i, query), ranked in zip(valid, rank(model, [q for _, q in valid])):
                 encode_recommend(query, ranked, catalog, into=entries[i])

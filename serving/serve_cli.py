@@ -25,6 +25,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address Ray and Serve's HTTP proxy bind to (default loopback; 0.0.0.0 = every interface)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override the config's device")
+    p.add_argument("--feedback-dir", metavar="DIR",
+                   help="log Feedback events and Recommend impressions as Parquet under DIR (a directory or a "
+                        "pyarrow filesystem URI such as s3://bucket/prefix); default: the config's "
+                        "args.feedback_dir, else no log")
     p.add_argument("--num-cpus", type=int, help="CPUs Ray may use (default: all)")
     p.add_argument("--dashboard", action="store_true", help="start Ray's dashboard (on --host)")
     p.add_argument("--direct-ingress", action="store_true",
@@ -75,7 +79,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from attnrec.serving.server import DRAIN_S, direct_ingress_targets, drain, serving_config, start_ray, start_service
 
     serve_file = ServeFile.load(args.config)
-    config = serving_config(serve_file, args.checkpoint, args.device)
+    config = serving_config(serve_file, args.checkpoint, args.device, args.feedback_dir)
     checkpoint = resolve_checkpoint(config.checkpoint)
     if not (Path(checkpoint) / "config.json").exists():
         raise FileNotFoundError(f"{checkpoint}: not a checkpoint directory; train one with `attnrec train --out DIR`")
@@ -99,6 +103,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
               f"  attnrec recommend --target 127.0.0.1:{grpc_port} --history {','.join(examples)} --k 5\n"
               f"  grpcurl -plaintext -d '{{\"history\": {json.dumps(examples)}, \"k\": 5}}' "
               f"127.0.0.1:{grpc_port} attnrec.v1.Recommender/Recommend\n"
+              f"{_feedback_line(config)}"
               f"New weights, no failed calls: attnrec rollout --checkpoint DIR "
               f"--address {ray.get_runtime_context().gcs_address}\n"
               f"Ctrl-C stops.", flush=True)
@@ -123,6 +128,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         ray.shutdown()
     return 0
+
+
+def _feedback_line(config) -> str:
+    if not config.feedback_dir:
+        return "Feedback: off (--feedback-dir DIR logs events and impressions)\n"
+    return f"Feedback events and impressions are logged under {config.feedback_dir}\n"
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:

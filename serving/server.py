@@ -7,6 +7,7 @@ import os
 import socket
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from attnrec.serving.app import APP_NAME, ServeFile, app_config
 from attnrec.serving.config import ServingConfig
@@ -175,9 +176,13 @@ def direct_ingress_targets(host: str = "127.0.0.1", wait_s: float = 30) -> list[
         time.sleep(0.5)
 
 
-def serving_config(serve_file: ServeFile, checkpoint: str | None, device: str | None) -> ServingConfig:
+def serving_config(serve_file: ServeFile, checkpoint: str | None, device: str | None,
+                   feedback_dir: str | None = None) -> ServingConfig:
+    """The config's args with the command line's overrides."""
     args = dict(serve_file.args)
     if checkpoint:
         args["checkpoint"] = checkpoint
+    if feedback_dir:  # a local directory is made absolute: replicas do not share the CLI's working directory
+        args["feedback_dir"] = feedback_dir if "://" in feedback_dir else str(Path(feedback_dir).resolve())
     config = ServingConfig(**{"checkpoint": "default", **args})
     return replace(config, device=device) if device else config

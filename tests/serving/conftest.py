@@ -11,11 +11,11 @@ def ray_session():
 
 
 @pytest.fixture(scope="session")
-def service(checkpoint, ray_session):
-    """Ray Serve with the tiny checkpoint, shared by every integration test of the session."""
+def service(checkpoint, ray_session, tmp_path_factory):
+    """Ray Serve with the tiny checkpoint and a feedback log, shared by every integration test of the session."""
     from ray import serve
 
-    yield live.start(checkpoint)
+    yield live.start(checkpoint, tmp_path_factory.mktemp("feedback"))
     serve.shutdown()
 
 

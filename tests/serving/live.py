@@ -13,7 +13,8 @@ def options(batch_size=8, wait=0.05):
     return {"Recommender": {"ray_actor_options": {"num_cpus": 0}, "max_ongoing_requests": 64,
                             "user_config": {"max_batch_size": batch_size, "batch_wait_timeout_s": wait},
                             "autoscaling_config": AUTOSCALE},
-            "Explainer": {"ray_actor_options": {"num_cpus": 0}, "num_replicas": 1, "max_ongoing_requests": 8}}
+            "Explainer": {"ray_actor_options": {"num_cpus": 0}, "num_replicas": 1, "max_ongoing_requests": 8},
+            "FeedbackLog": {"ray_actor_options": {"num_cpus": 0}, "num_replicas": 1}}
 
 
 def start_ray() -> None:
@@ -27,7 +28,8 @@ def start_ray() -> None:
     start_ray(num_cpus=2, direct_ingress=True, resources=ServeFile.load(DEFAULT_CONFIG).custom_resources())
 
 
-def start(checkpoint) -> dict:
+def start(checkpoint, feedback_dir) -> dict:
+    """The service, logging feedback and impressions under `feedback_dir` (flushed every 0.2 s)."""
     from attnrec.serving.app import ServeFile
     from attnrec.serving.config import DEFAULT_CONFIG, ServingConfig
     from attnrec.serving.server import free_port, start_service
@@ -36,9 +38,10 @@ def start(checkpoint) -> dict:
     serve_file = ServeFile.load(DEFAULT_CONFIG)
     serve_file.deployments = options()
     port = free_port()
-    config = ServingConfig(checkpoint=str(checkpoint), device="cpu", max_k=100)
+    config = ServingConfig(checkpoint=str(checkpoint), device="cpu", max_k=100, feedback_dir=str(feedback_dir),
+                           impression_flush_s=0.2)
     start_service(config, serve_file, port, free_port())
-    return {"port": port, "config": config, "serve_file": serve_file}
+    return {"port": port, "config": config, "serve_file": serve_file, "feedback_dir": feedback_dir}
 
 
 def redeploy(service: dict, deployments: dict[str, dict]) -> None:

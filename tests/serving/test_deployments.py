@@ -65,3 +65,15 @@ def test_a_server_fault_reaches_the_client_as_an_error_id_and_the_log_as_a_trace
     error_id = details.split("error id ")[1].split(")")[0]
     record = next(r for r in caplog.records if error_id in r.getMessage())
     assert record.exc_info and "secret internals" in str(record.exc_info[1])
+
+
+def test_feedback_without_a_log_is_unimplemented_and_says_how_to_turn_it_on(checkpoint):
+    replica = deployments.Recommender.func_or_class(ServingConfig(checkpoint=str(checkpoint), device="cpu"))
+    context = Context()
+    request = pb.FeedbackRequest(events=[pb.FeedbackEvent(event_id="e", user_id="u", item_id="i1", event_type="click")])
+    answer = asyncio.run(replica.Feedback(request, context))
+    assert context.code.name == "UNIMPLEMENTED" and "--feedback-dir" in context.details
+    assert answer == pb.FeedbackResponse()
+    # and Recommend keeps no answers for a log that is not there
+    asyncio.run(replica.Recommend(pb.RecommendRequest(history=["i1"], k=2), Context()))
+    assert replica.shown == []

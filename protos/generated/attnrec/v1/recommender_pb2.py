@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61ttnrec/v1/recommender.proto\x12\nattnrec.v1\"\x97\x02\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07history\x18\x02 \x03(\t\x12\x45\n\ruser_features\x18\x03 \x03(\x0b\x32..attnrec.v1.RecommendRequest.UserFeaturesEntry\x12\t\n\x01k\x18\x04 \x01(\x05\x12\x1a\n\x12\x63\x61ndidate_item_ids\x18\x05 \x03(\t\x12\x17\n\x0finclude_history\x18\x06 \x01(\x08\x12\x0e\n\x06rerank\x18\x07 \x01(\t\x12\x15\n\rrerank_weight\x18\x08 \x01(\x02\x1a\x33\n\x11UserFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\",\n\nScoredItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"-\n\x0cRequestError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xc0\x01\n\x11RecommendResponse\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.attnrec.v1.ScoredItem\x12\x18\n\x10unknown_item_ids\x18\x02 \x03(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x14\n\x0chistory_used\x18\x04 \x01(\x05\x12\x14\n\x0cunknown_user\x18\x05 \x01(\x08\x12\'\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x18.attnrec.v1.RequestError\"G\n\x15RecommendBatchRequest\x12.\n\x08requests\x18\x01 \x03(\x0b\x32\x1c.attnrec.v1.RecommendRequest\"J\n\x16RecommendBatchResponse\x12\x30\n\tresponses\x18\x01 \x03(\x0b\x32\x1d.attnrec.v1.RecommendResponse\"\xb9\x02\n\x0e\x45xplainRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07history\x18\x02 \x03(\t\x12\x43\n\ruser_features\x18\x03 \x03(\x0b\x32,.attnrec.v1.ExplainRequest.UserFeaturesEntry\x12\x0f\n\x07item_id\x18\x04 \x01(\t\x12\x0f\n\x07n_steps\x18\x05 \x01(\x05\x12\x15\n\rinclude_image\x18\x06 \x01(\x08\x12\x14\n\x0cinclude_html\x18\x07 \x01(\x08\x12\x1c\n\x14include_faithfulness\x18\x08 \x01(\x08\x12\x0f\n\x07methods\x18\t \x03(\t\x12\r\n\x05top_k\x18\n \x01(\x05\x1a\x33\n\x11UserFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa7\x01\n\x0c\x43ontribution\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x10\n\x08position\x18\x02 \x01(\x05\x12\x11\n\tattention\x18\x03 \x01(\x02\x12\x17\n\x0f\x61ttention_heads\x18\x04 \x03(\x02\x12\x0f\n\x07rollout\x18\x05 \x01(\x02\x12\x13\n\x0b\x61ttribution\x18\x06 \x01(\x02\x12\x10\n\x08\x63ombined\x18\x07 \x01(\x02\x12\x10\n\x08\x64\x65letion\x18\x08 \x01(\x02\"I\n\x12\x46\x65\x61tureAttribution\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x13\n\x0b\x61ttribution\x18\x03 \x01(\x02\"Z\n\x0c\x46\x61ithfulness\x12\t\n\x01k\x18\x01 \x01(\x05\x12\x15\n\rcombined_drop\x18\x02 \x01(\x02\x12\x13\n\x0brecent_drop\x18\x03 \x01(\x02\x12\x13\n\x0brandom_drop\x18\x04 \x01(\x02\"\xac\x03\n\x0f\x45xplainResponse\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x16\n\x0e\x62\x61seline_score\x18\x03 \x01(\x02\x12/\n\rcontributions\x18\x04 \x03(\x0b\x32\x18.attnrec.v1.Contribution\x12<\n\x14\x66\x65\x61ture_attributions\x18\x05 \x03(\x0b\x32\x1e.attnrec.v1.FeatureAttribution\x12\x1e\n\x11\x63onvergence_delta\x18\x06 \x01(\x02H\x00\x88\x01\x01\x12\x0f\n\x07n_steps\x18\x07 \x01(\x05\x12.\n\x0c\x66\x61ithfulness\x18\x08 \x01(\x0b\x32\x18.attnrec.v1.Faithfulness\x12\x11\n\timage_png\x18\t \x01(\x0c\x12\x0c\n\x04html\x18\n \x01(\t\x12\x18\n\x10unknown_item_ids\x18\x0b \x03(\t\x12\x15\n\rmodel_version\x18\x0c \x01(\t\x12)\n\x04more\x18\r \x03(\x0b\x32\x1b.attnrec.v1.ExplainResponseB\x14\n\x12_convergence_delta2\xf4\x01\n\x0bRecommender\x12H\n\tRecommend\x12\x1c.attnrec.v1.RecommendRequest\x1a\x1d.attnrec.v1.RecommendResponse\x12W\n\x0eRecommendBatch\x12!.attnrec.v1.RecommendBatchRequest\x1a\".attnrec.v1.RecommendBatchResponse\x12\x42\n\x07\x45xplain\x12\x1a.attnrec.v1.ExplainRequest\x1a\x1b.attnrec.v1.ExplainResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61ttnrec/v1/recommender.proto\x12\nattnrec.v1\"\x97\x02\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07history\x18\x02 \x03(\t\x12\x45\n\ruser_features\x18\x03 \x03(\x0b\x32..attnrec.v1.RecommendRequest.UserFeaturesEntry\x12\t\n\x01k\x18\x04 \x01(\x05\x12\x1a\n\x12\x63\x61ndidate_item_ids\x18\x05 \x03(\t\x12\x17\n\x0finclude_history\x18\x06 \x01(\x08\x12\x0e\n\x06rerank\x18\x07 \x01(\t\x12\x15\n\rrerank_weight\x18\x08 \x01(\x02\x1a\x33\n\x11UserFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\",\n\nScoredItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"<\n\x0cRequestError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\x05\"\xd4\x01\n\x11RecommendResponse\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.attnrec.v1.ScoredItem\x12\x18\n\x10unknown_item_ids\x18\x02 \x03(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x14\n\x0chistory_used\x18\x04 \x01(\x05\x12\x14\n\x0cunknown_user\x18\x05 \x01(\x08\x12\'\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x18.attnrec.v1.RequestError\x12\x12\n\nrequest_id\x18\x07 \x01(\t\"G\n\x15RecommendBatchRequest\x12.\n\x08requests\x18\x01 \x03(\x0b\x32\x1c.attnrec.v1.RecommendRequest\"J\n\x16RecommendBatchResponse\x12\x30\n\tresponses\x18\x01 \x03(\x0b\x32\x1d.attnrec.v1.RecommendResponse\"\xb9\x02\n\x0e\x45xplainRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07history\x18\x02 \x03(\t\x12\x43\n\ruser_features\x18\x03 \x03(\x0b\x32,.attnrec.v1.ExplainRequest.UserFeaturesEntry\x12\x0f\n\x07item_id\x18\x04 \x01(\t\x12\x0f\n\x07n_steps\x18\x05 \x01(\x05\x12\x15\n\rinclude_image\x18\x06 \x01(\x08\x12\x14\n\x0cinclude_html\x18\x07 \x01(\x08\x12\x1c\n\x14include_faithfulness\x18\x08 \x01(\x08\x12\x0f\n\x07methods\x18\t \x03(\t\x12\r\n\x05top_k\x18\n \x01(\x05\x1a\x33\n\x11UserFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa7\x01\n\x0c\x43ontribution\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x10\n\x08position\x18\x02 \x01(\x05\x12\x11\n\tattention\x18\x03 \x01(\x02\x12\x17\n\x0f\x61ttention_heads\x18\x04 \x03(\x02\x12\x0f\n\x07rollout\x18\x05 \x01(\x02\x12\x13\n\x0b\x61ttribution\x18\x06 \x01(\x02\x12\x10\n\x08\x63ombined\x18\x07 \x01(\x02\x12\x10\n\x08\x64\x65letion\x18\x08 \x01(\x02\"I\n\x12\x46\x65\x61tureAttribution\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x13\n\x0b\x61ttribution\x18\x03 \x01(\x02\"Z\n\x0c\x46\x61ithfulness\x12\t\n\x01k\x18\x01 \x01(\x05\x12\x15\n\rcombined_drop\x18\x02 \x01(\x02\x12\x13\n\x0brecent_drop\x18\x03 \x01(\x02\x12\x13\n\x0brandom_drop\x18\x04 \x01(\x02\"\xac\x03\n\x0f\x45xplainResponse\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x16\n\x0e\x62\x61seline_score\x18\x03 \x01(\x02\x12/\n\rcontributions\x18\x04 \x03(\x0b\x32\x18.attnrec.v1.Contribution\x12<\n\x14\x66\x65\x61ture_attributions\x18\x05 \x03(\x0b\x32\x1e.attnrec.v1.FeatureAttribution\x12\x1e\n\x11\x63onvergence_delta\x18\x06 \x01(\x02H\x00\x88\x01\x01\x12\x0f\n\x07n_steps\x18\x07 \x01(\x05\x12.\n\x0c\x66\x61ithfulness\x18\x08 \x01(\x0b\x32\x18.attnrec.v1.Faithfulness\x12\x11\n\timage_png\x18\t \x01(\x0c\x12\x0c\n\x04html\x18\n \x01(\t\x12\x18\n\x10unknown_item_ids\x18\x0b \x03(\t\x12\x15\n\rmodel_version\x18\x0c \x01(\t\x12)\n\x04more\x18\r \x03(\x0b\x32\x1b.attnrec.v1.ExplainResponseB\x14\n\x12_convergence_delta\"\x90\x01\n\rFeedbackEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x0f\n\x07item_id\x18\x04 \x01(\t\x12\x12\n\nevent_type\x18\x05 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x06 \x01(\x03\x12\r\n\x05value\x18\x07 \x01(\x01\"<\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12)\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x19.attnrec.v1.FeedbackEvent\"b\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x12\x12\n\nduplicates\x18\x02 \x01(\x05\x12(\n\x06\x65rrors\x18\x03 \x03(\x0b\x32\x18.attnrec.v1.RequestError2\xbb\x02\n\x0bRecommender\x12H\n\tRecommend\x12\x1c.attnrec.v1.RecommendRequest\x1a\x1d.attnrec.v1.RecommendResponse\x12W\n\x0eRecommendBatch\x12!.attnrec.v1.RecommendBatchRequest\x1a\".attnrec.v1.RecommendBatchResponse\x12\x42\n\x07\x45xplain\x12\x1a.attnrec.v1.ExplainRequest\x1a\x1b.attnrec.v1.ExplainResponse\x12\x45\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x1b.attnrec.v1.FeedbackRequest\x1a\x1c.attnrec.v1.FeedbackResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,25 +42,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCOREDITEM']._serialized_start=326
   _globals['_SCOREDITEM']._serialized_end=370
   _globals['_REQUESTERROR']._serialized_start=372
-  _globals['_REQUESTERROR']._serialized_end=417
-  _globals['_RECOMMENDRESPONSE']._serialized_start=420
-  _globals['_RECOMMENDRESPONSE']._serialized_end=612
-  _globals['_RECOMMENDBATCHREQUEST']._serialized_start=614
-  _globals['_RECOMMENDBATCHREQUEST']._serialized_end=685
-  _globals['_RECOMMENDBATCHRESPONSE']._serialized_start=687
-  _globals['_RECOMMENDBATCHRESPONSE']._serialized_end=761
-  _globals['_EXPLAINREQUEST']._serialized_start=764
-  _globals['_EXPLAINREQUEST']._serialized_end=1077
+  _globals['_REQUESTERROR']._serialized_end=432
+  _globals['_RECOMMENDRESPONSE']._serialized_start=435
+  _globals['_RECOMMENDRESPONSE']._serialized_end=647
+  _globals['_RECOMMENDBATCHREQUEST']._serialized_start=649
+  _globals['_RECOMMENDBATCHREQUEST']._serialized_end=720
+  _globals['_RECOMMENDBATCHRESPONSE']._serialized_start=722
+  _globals['_RECOMMENDBATCHRESPONSE']._serialized_end=796
+  _globals['_EXPLAINREQUEST']._serialized_start=799
+  _globals['_EXPLAINREQUEST']._serialized_end=1112
   _globals['_EXPLAINREQUEST_USERFEATURESENTRY']._serialized_start=273
   _globals['_EXPLAINREQUEST_USERFEATURESENTRY']._serialized_end=324
-  _globals['_CONTRIBUTION']._serialized_start=1080
-  _globals['_CONTRIBUTION']._serialized_end=1247
-  _globals['_FEATUREATTRIBUTION']._serialized_start=1249
-  _globals['_FEATUREATTRIBUTION']._serialized_end=1322
-  _globals['_FAITHFULNESS']._serialized_start=1324
-  _globals['_FAITHFULNESS']._serialized_end=1414
-  _globals['_EXPLAINRESPONSE']._serialized_start=1417
-  _globals['_EXPLAINRESPONSE']._serialized_end=1845
-  _globals['_RECOMMENDER']._serialized_start=1848
-  _globals['_RECOMMENDER']._serialized_end=2092
+  _globals['_CONTRIBUTION']._serialized_start=1115
+  _globals['_CONTRIBUTION']._serialized_end=1282
+  _globals['_FEATUREATTRIBUTION']._serialized_start=1284
+  _globals['_FEATUREATTRIBUTION']._serialized_end=1357
+  _globals['_FAITHFULNESS']._serialized_start=1359
+  _globals['_FAITHFULNESS']._serialized_end=1449
+  _globals['_EXPLAINRESPONSE']._serialized_start=1452
+  _globals['_EXPLAINRESPONSE']._serialized_end=1880
+  _globals['_FEEDBACKEVENT']._serialized_start=1883
+  _globals['_FEEDBACKEVENT']._serialized_end=2027
+  _globals['_FEEDBACKREQUEST']._serialized_start=2029
+  _globals['_FEEDBACKREQUEST']._serialized_end=2089
+  _globals['_FEEDBACKRESPONSE']._serialized_start=2091
+  _globals['_FEEDBACKRESPONSE']._serialized_end=2189
+  _globals['_RECOMMENDER']._serialized_start=2192
+  _globals['_RECOMMENDER']._serialized_end=2507
 # @@protoc_insertion_point(module_scope)

@@ -42,28 +42,32 @@ class ScoredItem(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
 
 class RequestError(_message.Message):
-    __slots__ = ("code", "message")
+    __slots__ = ("code", "message", "index")
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
     code: str
     message: str
-    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+    index: int
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., index: _Optional[int] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
-    __slots__ = ("items", "unknown_item_ids", "model_version", "history_used", "unknown_user", "error")
+    __slots__ = ("items", "unknown_item_ids", "model_version", "history_used", "unknown_user", "error", "request_id")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     HISTORY_USED_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_USER_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[ScoredItem]
     unknown_item_ids: _containers.RepeatedScalarFieldContainer[str]
     model_version: str
     history_used: int
     unknown_user: bool
     error: RequestError
-    def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., unknown_item_ids: _Optional[_Iterable[str]] = ..., model_version: _Optional[str] = ..., history_used: _Optional[int] = ..., unknown_user: _Optional[bool] = ..., error: _Optional[_Union[RequestError, _Mapping]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., unknown_item_ids: _Optional[_Iterable[str]] = ..., model_version: _Optional[str] = ..., history_used: _Optional[int] = ..., unknown_user: _Optional[bool] = ..., error: _Optional[_Union[RequestError, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RecommendBatchRequest(_message.Message):
     __slots__ = ("requests",)
@@ -179,3 +183,37 @@ class ExplainResponse(_message.Message):
     model_version: str
     more: _containers.RepeatedCompositeFieldContainer[ExplainResponse]
     def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., baseline_score: _Optional[float] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., feature_attributions: _Optional[_Iterable[_Union[FeatureAttribution, _Mapping]]] = ..., convergence_delta: _Optional[float] = ..., n_steps: _Optional[int] = ..., faithfulness: _Optional[_Union[Faithfulness, _Mapping]] = ..., image_png: _Optional[bytes] = ..., html: _Optional[str] = ..., unknown_item_ids: _Optional[_Iterable[str]] = ..., model_version: _Optional[str] = ..., more: _Optional[_Iterable[_Union[ExplainResponse, _Mapping]]] = ...) -> None: ...
+
+class FeedbackEvent(_message.Message):
+    __slots__ = ("event_id", "request_id", "user_id", "item_id", "event_type", "timestamp_ms", "value")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    request_id: str
+    user_id: str
+    item_id: str
+    event_type: str
+    timestamp_ms: int
+    value: float
+    def __init__(self, event_id: _Optional[str] = ..., request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., item_id: _Optional[str] = ..., event_type: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., value: _Optional[float] = ...) -> None: ...
+
+class FeedbackRequest(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[FeedbackEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[FeedbackEvent, _Mapping]]] = ...) -> None: ...
+
+class FeedbackResponse(_message.Message):
+    __slots__ = ("accepted", "duplicates", "errors")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    duplicates: int
+    errors: _containers.RepeatedCompositeFieldContainer[RequestError]
+    def __init__(self, accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[RequestError, _Mapping]]] = ...) -> None: ...

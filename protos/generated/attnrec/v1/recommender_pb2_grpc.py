@@ -50,6 +50,11 @@ class RecommenderStub:
                 request_serializer=attnrec_dot_v1_dot_recommender__pb2.ExplainRequest.SerializeToString,
                 response_deserializer=attnrec_dot_v1_dot_recommender__pb2.ExplainResponse.FromString,
                 _registered_method=True)
+        self.Feedback = channel.unary_unary(
+                '/attnrec.v1.Recommender/Feedback',
+                request_serializer=attnrec_dot_v1_dot_recommender__pb2.FeedbackRequest.SerializeToString,
+                response_deserializer=attnrec_dot_v1_dot_recommender__pb2.FeedbackResponse.FromString,
+                _registered_method=True)
 
 
 class RecommenderServicer:
@@ -80,6 +85,19 @@ class RecommenderServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Feedback(self, request, context):
+        """What users did with recommendations (and organically): clicks, purchases, ratings. An
+        answer without error status means every accepted event is durable (on disk or in the
+        object store). Retry a failed call with the same event_ids: an event is kept once.
+        Bad events are answered one by one in FeedbackResponse.errors and never fail the good
+        events of the same call. INVALID_ARGUMENT only when the call itself is empty or too
+        large; UNIMPLEMENTED when the service runs without a feedback log (--feedback-dir);
+        UNAVAILABLE when the log cannot take events now: nothing was acknowledged, retry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RecommenderServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -97,6 +115,11 @@ def add_RecommenderServicer_to_server(servicer, server):
                     servicer.Explain,
                     request_deserializer=attnrec_dot_v1_dot_recommender__pb2.ExplainRequest.FromString,
                     response_serializer=attnrec_dot_v1_dot_recommender__pb2.ExplainResponse.SerializeToString,
+            ),
+            'Feedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Feedback,
+                    request_deserializer=attnrec_dot_v1_dot_recommender__pb2.FeedbackRequest.FromString,
+                    response_serializer=attnrec_dot_v1_dot_recommender__pb2.FeedbackResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -181,6 +204,33 @@ class Recommender:
             '/attnrec.v1.Recommender/Explain',
             attnrec_dot_v1_dot_recommender__pb2.ExplainRequest.SerializeToString,
             attnrec_dot_v1_dot_recommender__pb2.ExplainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Feedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/attnrec.v1.Recommender/Feedback',
+            attnrec_dot_v1_dot_recommender__pb2.FeedbackRequest.SerializeToString,
+            attnrec_dot_v1_dot_recommender__pb2.FeedbackResponse.FromString,
             options,
             channel_credentials,
             insecure,
