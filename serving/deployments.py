@@ -183,13 +183,14 @@ class Recommender:
             self.flusher = asyncio.get_running_loop().create_task(self._flush_impressions())
 
     async def _flush_impressions(self) -> None:
-        """Every impression_flush_s, hand the queued answers to the log as one table."""
+        """Every impression_flush_s, hand the queued answers to the log, serialized: the log's
+        replica turns them into rows, so this replica's CPU stays with Recommend."""
         while self.shown:
             await asyncio.sleep(self.config.impression_flush_s)
             answers, self.shown = self.shown, []
             try:
-                table = await asyncio.to_thread(impressions_table, answers)
-                await self.feedback.log_impressions.remote(table)
+                await self.feedback.log_impressions.remote(
+                    [(user, response.SerializeToString(), at) for user, response, at in answers])
             except Exception as e:  # noqa: BLE001 (impressions are best effort; never fail Recommend)
                 self.impressions_lost += len(answers)
                 log.warning("%d answers not logged as impressions (%d so far): %s", len(answers),
@@ -288,7 +289,9 @@ class FeedbackLog:
             start += table.num_rows
         return out
 
-    async def log_impressions(self, table: pa.Table) -> None:
+    async def log_impressions(self, answers: list[tuple[str, bytes, int]]) -> None:
+        """Recommend answers (user_id, serialized RecommendResponse, time in ms) as impression rows."""
+        table = impressions_table([(user, pb.RecommendResponse.FromString(data), at) for user, data, at in answers])
         await asyncio.to_thread(self.writer.append, "impressions", table)
 
     def stats_summary(self) -> dict:
