@@ -15,7 +15,7 @@ import torch
 
 from attnrec.model.beyond import calibration_kl, catalogue_report, group_table, history_buckets, per_user_metrics
 from attnrec.model.inputs import user_input
-from attnrec.model.rerank import CANDIDATES, rerank_mixes, rerank_top
+from attnrec.model.rerank import CANDIDATES, Mix, rerank_mixes, rerank_top
 from attnrec.model.sequences import Split, left_pad
 
 K = 10
@@ -178,6 +178,7 @@ def evaluate_checkpoint(directory, tables, device: str = "auto", history_limit: 
                 order = [e.describe(c) for c in range(e.cardinality)]
                 tables[e.name] = group_table(ndcg, hr, [e.describe(int(c)) for c in codes[users_of]], order)
     feature, item_codes = calibration_codes(ckpt, calibration_feature)
+    mixes = rerank_mixes(item_codes, counts)  # the same for every weight of the curve
     return {
         "checkpoint": str(directory),
         "model_version": version,
@@ -197,15 +198,15 @@ def evaluate_checkpoint(directory, tables, device: str = "auto", history_limit: 
             "calibration_kl": None if item_codes is None else calibration_kl(test.histories, model_top, item_codes),
         },
         "rerank_curve": [] if item_codes is None else [
-            rerank_point(w, candidates, candidate_scores, test, item_codes, counts) for w in rerank_weights],
+            rerank_point(w, candidates, candidate_scores, test, item_codes, counts, mixes) for w in rerank_weights],
     }
 
 
 def rerank_point(weight: float, candidates: np.ndarray, scores: np.ndarray, test: EvalCase, codes: np.ndarray,
-                 counts: np.ndarray) -> dict:
-    """Accuracy, calibration and catalogue figures of the calibrated top 10 at one weight (the
-    popularity mix from the same counts the long-tail share is measured on)."""
-    top = rerank_top(candidates, scores, test.histories, rerank_mixes(codes, counts), K, weight)
+                 counts: np.ndarray, mixes: Sequence[Mix]) -> dict:
+    """Accuracy, calibration and catalogue figures of the calibrated top 10 at one weight (mixes
+    from `rerank_mixes`, the popularity mix from the same counts the long-tail share is measured on)."""
+    top = rerank_top(candidates, scores, test.histories, mixes, K, weight)
     hit = top == test.targets[:, None]  # (U, K)
     ranks = np.where(hit.any(axis=1), hit.argmax(axis=1), K)
     catalogue = catalogue_report(top, test.targets, counts)

@@ -128,13 +128,17 @@ def _dataset(root: str | Path, kind: str) -> ds.Dataset | None:
                       exclude_invalid_files=False)
 
 
+def _day_of(path: str) -> str:
+    """The date partition a file of the log lies in."""
+    return path.rsplit("date=", 1)[1].split("/", 1)[0]
+
+
 def read_log(root: str | Path, kind: str) -> pa.Table:
     """Every row of one kind as written (retries included), oldest file first; empty when none."""
     dataset = _dataset(root, kind)
     if dataset is None:
         return KINDS[kind].empty_table()
-    table = dataset.to_table(columns=KINDS[kind].names)
-    return table
+    return dataset.to_table(columns=KINDS[kind].names)
 
 
 def first_of_each(table: pa.Table, key: str = "event_id") -> pa.Table:
@@ -169,7 +173,7 @@ def compact(root: str | Path, kind: str = "events") -> dict[str, int]:
         return {}
     by_day: dict[str, list[str]] = {}
     for path in dataset.files:
-        day = path.rsplit("date=", 1)[1].split("/", 1)[0]
+        day = _day_of(path)
         by_day.setdefault(day, []).append(path)
     writer = FeedbackWriter(root)
     done = {}
@@ -179,7 +183,6 @@ def compact(root: str | Path, kind: str = "events") -> dict[str, int]:
         table = pa.concat_tables([pq.read_table(f, filesystem=writer.fs, schema=KINDS[kind]) for f in files])
         if kind == "events":
             table = first_of_each(table)
-        writer.written += 1
         writer._write(table, f"{writer.base}/kind={kind}/date={day}", f"part-compacted-{writer.writer}.parquet")
         for f in files:
             writer.fs.delete_file(f)
@@ -194,7 +197,7 @@ def summary(root: str | Path) -> dict:
     for kind in KINDS:
         dataset = _dataset(root, kind)
         files = [] if dataset is None else dataset.files
-        days = sorted({f.rsplit("date=", 1)[1].split("/", 1)[0] for f in files})
+        days = sorted({_day_of(f) for f in files})
         out[kind] = {"files": len(files), "days": days}
     written = read_log(root, "events")
     events = first_of_each(written)
