@@ -95,7 +95,9 @@ def test_acknowledged_events_survive_a_kill_9_of_the_log_exactly_once(client, se
     stop = time.monotonic() + 8
 
     def caller(c: int) -> None:
-        with RecommenderClient(f"127.0.0.1:{service['port']}", timeout=10) as mine:
+        # no retry policy on this channel: the kill's failures must reach the test to be counted
+        channel = grpc.insecure_channel(f"127.0.0.1:{service['port']}")
+        with RecommenderClient(timeout=10, channel=channel) as mine:
             while time.monotonic() < stop:
                 n = next(counter)
                 good = [ev(f"{prefix}-{n}-{j}", f"u{c}", f"i{j + 1}", "purchase") for j in range(8)]
