@@ -32,6 +32,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--feedback-cost", action="store_true",
                    help="only what the feedback log costs Recommend (log off / on, --rounds pairs of --duration "
                         "seconds, default 3 x 15 s) and Feedback's own rate; writes OUT/feedback_cost.json")
+    p.add_argument("--feedback-loop", action="store_true",
+                   help="only the feedback loop: serve model A, simulated users who like one brand send feedback, "
+                        "train B on it, compare the brand's share of both top 10s; writes OUT/feedback_loop.json")
     p.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"), help="compare two result files")
     p.set_defaults(run=cmd_bench)
 
@@ -60,6 +63,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         rounds = args.rounds if args.rounds > 1 else 3  # off/on pairs: one pair says little
         return feedback_cost(["--checkpoint", args.checkpoint, "--rounds", str(rounds), "--duration",
                               str(args.duration or 15.0), "--threads", str(args.threads or 1), "--out", str(out)])
+    if args.feedback_loop:
+        from attnrec.bench.feedback_loop import main as feedback_loop
+
+        out = args.out if args.out != Path("runs/bench") else Path("runs/feedback_loop")
+        return feedback_loop(["--out", str(out)])
     if args.device == "cuda":
         import torch
 

@@ -11,10 +11,11 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from attnrec.model.config import ModelConfig, TrainConfig
-from attnrec.model.data import DataError, load_tables
+from attnrec.model.data import DataError, Tables, load_tables
 
 log = logging.getLogger("attnrec")
 
@@ -71,6 +72,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--quiet", action="store_true", help="no progress bar")
     train_p = sub.choices["train"]
     train_p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
+    train_p.add_argument("--feedback", metavar="DIR",
+                         help="also train on the positive events of a feedback log (`attnrec serve --feedback-dir`), "
+                              "a directory or pyarrow URI")
+    train_p.add_argument("--event-weights", metavar="TYPE=W,...", default=_weights_text(),
+                         help="with --feedback: the event types that count as interactions, and how much each "
+                              "counts as a training target (impressions never do) (default: %(default)s)")
     train_p.add_argument("--epochs", type=int, default=TrainConfig.epochs,
                          help="at most this many; early stopping usually ends sooner")
     train_p.add_argument("--seed", type=int, default=TrainConfig.seed, help="weights, shuffling and dropout")
@@ -117,6 +124,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                             help="rewrite each day's files as one (events de-duplicated); for days no longer written")
     feedback_p.set_defaults(run=cmd_feedback)
 
+    report_p = sub.add_parser("report", help="the A/B readout of a feedback log: per model version, impressions, "
+                                             "clicks, purchases, CTR with 95%% intervals, each against the control")
+    report_p.add_argument("--feedback", required=True, metavar="DIR", help="the log (`attnrec serve --feedback-dir`)")
+    report_p.add_argument("--control", help="the version the others are compared with (default: the one with the "
+                                            "most impressions)")
+    report_p.add_argument("--plot", nargs="?", const=Path("ab_report.png"), type=Path, metavar="PNG",
+                          help="also draw CTR and purchase rate per version (default file: %(const)s)")
+    report_p.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    report_p.set_defaults(run=cmd_report)
+
 
 def cmd_data(args: argparse.Namespace) -> int:
     if args.source == "movielens":
@@ -143,6 +160,32 @@ def train_here(prepared, out: Path, model_config: ModelConfig, config: TrainConf
                      should_stop=stop.is_set)
 
 
+def _weights_text() -> str:
+    from attnrec.model.retrain import DEFAULT_EVENT_WEIGHTS
+
+    return ",".join(f"{k}={v:g}" for k, v in DEFAULT_EVENT_WEIGHTS.items())
+
+
+def add_feedback(tables: Tables, feedback: str, event_weights: str) -> tuple[Tables, dict]:
+    """The tables with a feedback log's positive events added as weighted interactions; and
+    what was added (for the checkpoint's metadata)."""
+    from attnrec.model.feedback_log import read_events
+    from attnrec.model.retrain import parse_event_weights, with_feedback
+
+    weights = parse_event_weights(event_weights)
+    merged = with_feedback(tables.interactions, read_events(feedback), weights)
+    added = sum(merged.events_by_type.values())
+    if not added:
+        log.warning("%s: no events of types %s in the feedback log; training on the base data alone",
+                    feedback, sorted(weights))
+    print(f"feedback: {added:,} interactions from {feedback} "
+          f"({', '.join(f'{t} {n:,} x{weights[t]:g}' for t, n in merged.events_by_type.items()) or 'none'}); "
+          f"{merged.new_users:,} users and {merged.new_items:,} items not in the base data; {merged.time_note}")
+    info = {"directory": str(feedback), "event_weights": weights, "interactions_by_type": merged.events_by_type,
+            "new_users": merged.new_users, "new_items": merged.new_items}
+    return replace(tables, interactions=merged.interactions), info
+
+
 def cmd_train(args: argparse.Namespace, read_tables=None, fit=train_here) -> int:
     """`attnrec train`; `read_tables` and `fit` are how the data are read and the model fitted
     (here by default; serving/cluster_train.py passes Ray Data's and Ray Train's)."""
@@ -150,6 +193,9 @@ def cmd_train(args: argparse.Namespace, read_tables=None, fit=train_here) -> int
 
     paths = _data_paths(args)
     tables = (read_tables or (lambda p: load_tables(**p)))(paths)
+    feedback = None
+    if args.feedback:
+        tables, feedback = add_feedback(tables, args.feedback, args.event_weights)
     prepared = prepare(tables, _columns(args.item_features), _columns(args.user_features))
     model_config = ModelConfig(n_items=len(prepared.items), max_len=args.max_len, d_model=args.d_model,
                                n_layers=args.layers, n_heads=args.heads, dropout=args.dropout,
@@ -163,6 +209,8 @@ def cmd_train(args: argparse.Namespace, read_tables=None, fit=train_here) -> int
     started = time.monotonic()
     ckpt = fit(prepared, args.out, model_config, config, data_fingerprint(tables), not args.quiet)
     ckpt.metadata["data"] = {k: str(v) if v else None for k, v in paths.items()}
+    if feedback:
+        ckpt.metadata["feedback"] = feedback
     ckpt.metadata["popularity_valid"] = popularity_metrics(prepared, "valid")
     ckpt.save(args.out)
     m = ckpt.metadata
@@ -263,6 +311,22 @@ def cmd_feedback(args: argparse.Namespace) -> int:
           f"{len(e['days'])} days")
     print(f"impressions: {i['rows']:,} items shown in {i['answers']:,} answers; {i['files']} files over "
           f"{len(i['days'])} days")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from attnrec.model.ab_report import ab_report, plot_report, report_text
+
+    try:
+        report = ab_report(args.feedback, args.control)
+    except ValueError as e:
+        raise DataError(str(e)) from e
+    print(report_text(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+        print(f"written to {args.json}")
+    if args.plot:
+        print(f"plot: {plot_report(report, args.plot)}")
     return 0
 
 

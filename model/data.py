@@ -1,9 +1,9 @@
 """Reading and checking the Parquet tables a user brings.
 
 Three tables, all Parquet:
-- interactions: `user_id, item_id, timestamp` (+ optional `event`, `weight`, ignored by
-  training for now); ids are strings or integers, the timestamp any integer, float or
-  Arrow timestamp type.
+- interactions: `user_id, item_id, timestamp` (+ optional `weight`: how much the
+  interaction counts as a training target, 1 when absent; other columns are ignored);
+  ids are strings or integers, the timestamp any integer, float or Arrow timestamp type.
 - items (optional): `item_id` + feature columns.
 - users (optional): `user_id` + feature columns.
 
@@ -91,7 +91,22 @@ def check_interactions(table: pa.Table, path: str | Path = "<interactions>") -> 
         ts = pc.round(ts).cast(pa.int64())
     else:
         ts = ts.cast(pa.int64())
-    return table.set_column(table.column_names.index("timestamp"), "timestamp", ts)
+    table = table.set_column(table.column_names.index("timestamp"), "timestamp", ts)
+    if "weight" in table.column_names:
+        table = _check_weight(table, path)
+    return table
+
+
+def _check_weight(table: pa.Table, path: str | Path) -> pa.Table:
+    weight = table.column("weight")
+    if not (pa.types.is_integer(weight.type) or pa.types.is_floating(weight.type)):
+        raise DataError(f"{path}: column 'weight' has type {weight.type}; expected a number")
+    weight = weight.cast(pa.float32())
+    bad = weight.null_count or pc.sum(pc.invert(pc.greater(weight, 0.0))).as_py()
+    if bad:
+        raise DataError(f"{path}: column 'weight' has {bad} null, zero, negative or NaN values; "
+                        "weights must be > 0 (leave a row out instead of weighting it 0)")
+    return table.set_column(table.column_names.index("weight"), "weight", weight)
 
 
 def check_features(table: pa.Table, id_column: str, path: str | Path = "<features>") -> pa.Table:

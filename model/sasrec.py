@@ -33,10 +33,12 @@ class Batch(NamedTuple):
     seq: Tensor  # (B, T) item indices, left-padded with 0
     targets: Tensor  # (B, T) next item at each position, 0 = no loss here
     user: list[Tensor] | None = None  # per user feature (B,) or (B, L) codes
+    weights: Tensor | None = None  # (B, T) float weight of each target's loss; None = all 1
 
 
 class LinearCrossEntropy(torch.autograd.Function):
-    """Mean cross-entropy of `h @ weight.T` against `targets`, in row chunks.
+    """Mean cross-entropy of `h @ weight.T` against `targets`, in row chunks; with
+    `row_weights` (M,), the weighted mean.
 
     The gradient is formed during the forward pass, chunk by chunk, so the (M, N) logits
     never exist whole: a full softmax over the catalogue costs three matmuls and no
@@ -44,7 +46,8 @@ class LinearCrossEntropy(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, h: Tensor, weight: Tensor, targets: Tensor, chunk: int = 2048) -> Tensor:
+    def forward(ctx, h: Tensor, weight: Tensor, targets: Tensor, chunk: int = 2048,
+                row_weights: Tensor | None = None) -> Tensor:
         M = h.shape[0]
         grad_h, grad_w = torch.empty_like(h), torch.zeros_like(weight)
         total = h.new_zeros(())
@@ -55,18 +58,23 @@ class LinearCrossEntropy(torch.autograd.Function):
             peak = logits.max(dim=-1, keepdim=True).values  # (c, 1)
             probs = logits.sub_(peak).exp_()  # (c, N) unnormalised, in place: one exp pass
             norm = probs.sum(dim=-1, keepdim=True)  # (c, 1)
-            total += (norm.log() + peak - target_logit).sum()
+            row_loss = norm.log() + peak - target_logit  # (c, 1)
             probs.div_(norm)  # (c, N) softmax
             probs[torch.arange(len(t), device=t.device), t] -= 1.0  # d loss / d logits
+            if row_weights is not None:
+                wc = row_weights[s : s + chunk, None]  # (c, 1)
+                row_loss, probs = row_loss * wc, probs.mul_(wc)
+            total += row_loss.sum()
             grad_h[s : s + chunk] = probs @ weight  # (c, D)
             grad_w += probs.T @ hc  # (N, D)
-        ctx.save_for_backward(grad_h / M, grad_w / M)
-        return total / M
+        scale = M if row_weights is None else row_weights.sum()
+        ctx.save_for_backward(grad_h / scale, grad_w / scale)
+        return total / scale
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         grad_h, grad_w = ctx.saved_tensors
-        return grad_h * grad_out, grad_w * grad_out, None, None
+        return grad_h * grad_out, grad_w * grad_out, None, None, None
 
 
 class FeatureEmbedding(nn.Module):
@@ -327,12 +335,15 @@ class SASRec(nn.Module):
         h = self(batch.seq, batch.user)  # (B, T, D)
         keep = batch.targets != PAD  # (B, T)
         h, targets = h[keep], batch.targets[keep]  # (M, D), (M,)
+        w = None if batch.weights is None else batch.weights[keep]  # (M,)
         if self.config.n_negatives == 0:
-            return LinearCrossEntropy.apply(h, self.all_item_vectors()[1:], targets - 1)
+            return LinearCrossEntropy.apply(h, self.all_item_vectors()[1:], targets - 1, 2048, w)
         negatives = torch.randint(1, self.config.n_items + 1, (self.config.n_negatives,), device=h.device)
         pos = (h * self.item_vectors(targets)).sum(-1, keepdim=True)  # (M, 1)
         neg = h @ self.item_vectors(negatives).T  # (M, K)
         # a sampled positive is no negative
         neg = neg.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))
         logits = torch.cat([pos, neg], dim=1)  # (M, 1 + K)
-        return F.cross_entropy(logits, torch.zeros_like(targets))
+        if w is None:
+            return F.cross_entropy(logits, torch.zeros_like(targets))
+        return (F.cross_entropy(logits, torch.zeros_like(targets), reduction="none") * w).sum() / w.sum()

@@ -46,6 +46,7 @@ class Sequences:
     users: np.ndarray  # (n_users,) user index of each sequence
     offsets: np.ndarray  # (n_users + 1,) start of each sequence in `items`
     items: np.ndarray  # (n_interactions,) item indices, >= 1
+    weights: np.ndarray | None = None  # (n_interactions,) each as a training target; None = all 1
 
     def __len__(self) -> int:
         return len(self.users)
@@ -59,7 +60,8 @@ class Sequences:
 
 
 def build_sequences(interactions: pa.Table, items: Vocab, users: Vocab) -> tuple[Sequences, int]:
-    """Group interactions by user in time order; returns the sequences and the number of dropped unknown items."""
+    """Group interactions by user in time order (with their `weight` column, if any); returns
+    the sequences and the number of dropped unknown items."""
     item_idx = items.lookup(interactions.column("item_id"))
     user_idx = users.lookup(interactions.column("user_id"))
     ts = interactions.column("timestamp").to_numpy()
@@ -69,7 +71,11 @@ def build_sequences(interactions: pa.Table, items: Vocab, users: Vocab) -> tuple
     user_sorted = user_idx[order]
     starts = np.flatnonzero(np.r_[True, user_sorted[1:] != user_sorted[:-1]]) if len(order) else np.array([], int)
     offsets = np.r_[starts, len(order)].astype(np.int64)
-    return Sequences(users=user_sorted[starts], offsets=offsets, items=item_idx[order]), int((~known).sum())
+    weights = None
+    if "weight" in interactions.column_names:
+        weights = interactions.column("weight").to_numpy().astype(np.float32)[known][order]
+    return (Sequences(users=user_sorted[starts], offsets=offsets, items=item_idx[order], weights=weights),
+            int((~known).sum()))
 
 
 def newest_item_known(interactions: pa.Table, items: Vocab, users: Vocab) -> np.ndarray:
@@ -104,8 +110,10 @@ def leave_one_out(seqs: Sequences) -> Split:
     lengths = seqs.lengths
     evaluated = lengths >= 3
     cut = np.where(evaluated, lengths - 2, lengths)  # train length per user
-    keep = np.concatenate([np.arange(s, s + n) for s, n in zip(seqs.offsets[:-1], cut)]) if len(seqs) else []
-    train = Sequences(seqs.users, np.r_[0, np.cumsum(cut)].astype(np.int64), seqs.items[np.asarray(keep, int)])
+    keep = np.asarray(np.concatenate([np.arange(s, s + n) for s, n in zip(seqs.offsets[:-1], cut)])
+                      if len(seqs) else [], int)
+    train = Sequences(seqs.users, np.r_[0, np.cumsum(cut)].astype(np.int64), seqs.items[keep],
+                      None if seqs.weights is None else seqs.weights[keep])
     return Split(full=seqs, train=train, eval_rows=np.flatnonzero(evaluated))
 
 

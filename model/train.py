@@ -105,12 +105,16 @@ def make_batch(split: Split, windows: np.ndarray, user_codes: list[np.ndarray], 
     T = int((windows[:, 2] - windows[:, 1]).max())
     seq = np.zeros((len(windows), T), dtype=np.int64)
     targets = np.zeros((len(windows), T), dtype=np.int64)
+    weights = None if split.train.weights is None else np.zeros((len(windows), T), dtype=np.float32)
     for b, (_, first, end) in enumerate(windows):
         n = end - first
         seq[b, T - n :] = items[first - 1 : end - 1]
         targets[b, T - n :] = items[first:end]
+        if weights is not None:
+            weights[b, T - n :] = split.train.weights[first:end]
     user = user_input(user_codes, split.train.users[windows[:, 0]], device) if user_codes else None
-    return Batch(torch.as_tensor(seq, device=device), torch.as_tensor(targets, device=device), user)
+    return Batch(torch.as_tensor(seq, device=device), torch.as_tensor(targets, device=device), user,
+                 None if weights is None else torch.as_tensor(weights, device=device))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -156,8 +160,9 @@ class NextItemLoss(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, seq: torch.Tensor, targets: torch.Tensor, user: list[torch.Tensor] | None) -> torch.Tensor:
-        return self.model.loss(Batch(seq, targets, user))
+    def forward(self, seq: torch.Tensor, targets: torch.Tensor, user: list[torch.Tensor] | None,
+                weights: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model.loss(Batch(seq, targets, user, weights))
 
 
 def step_seed(seed: int, epoch: int, rank: int) -> int:
@@ -228,7 +233,7 @@ def train(
             if len(mine) == 0:  # a last batch smaller than the world: no process takes it
                 break
             batch = make_batch(split, mine, user_codes, device)
-            loss = loss_fn(batch.seq, batch.targets, batch.user)
+            loss = loss_fn(batch.seq, batch.targets, batch.user, batch.weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -120,6 +120,19 @@ def test_linear_cross_entropy_equals_full_softmax():
         torch.testing.assert_close(a, b)
 
 
+def test_linear_cross_entropy_weighs_rows():
+    torch.manual_seed(0)
+    h = torch.randn(300, 8, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(50, 8, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 50, (300,))
+    rows = torch.rand(300, dtype=torch.float64) * 3
+    ref = (F.cross_entropy(h @ w.T, t, reduction="none") * rows).sum() / rows.sum()
+    ours = LinearCrossEntropy.apply(h, w, t, 64, rows)
+    torch.testing.assert_close(ours, ref)
+    for a, b in zip(torch.autograd.grad(ref, (h, w)), torch.autograd.grad(ours, (h, w))):
+        torch.testing.assert_close(a, b)
+
+
 @pytest.mark.parametrize("negatives", [0, 8])
 def test_loss_trains_both_ways(negatives):
     torch.manual_seed(0)
