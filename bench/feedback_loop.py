@@ -3,7 +3,9 @@ is served with a feedback log; simulated users who like one brand, which the tra
 never favoured, are shown A's recommendations over gRPC and send their clicks and purchases
 back through Feedback; model B is trained on the shop plus that log (`attnrec train
 --feedback`); then both rank for the same users, and the share of the liked brand in their
-top 10 says whether B learned what A did not know.
+top 10 says whether B learned what A did not know. Last, A and B are served side by side
+(half the users each, by user id), the same users react to one more round, and the A/B
+readout of that log (`attnrec report`) says which one they clicked more.
 
     attnrec bench --feedback-loop [--rounds 3] [--epochs 10]
     python -m attnrec.bench.feedback_loop --out runs/feedback_loop
@@ -23,10 +25,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from attnrec.bench.config import versions
+from attnrec.model.ab_report import ab_report, report_text
 from attnrec.model.checkpoint import load_checkpoint
 from attnrec.model.simulate import PlantedPreference, brand_preference, liked_share, model_lists, run_loop
 from attnrec.model.synthetic import ShopConfig, write_shop
 from attnrec.serving.client import RecommenderClient
+from attnrec.serving.config import ServingConfig
+from attnrec.serving.variants import Variant
 
 
 def train(paths: dict, out: Path, epochs: int, extra: list[str] = ()) -> float:
@@ -51,22 +56,22 @@ def histories_of(interactions: pa.Table) -> tuple[list[str], list[list[str]]]:
     return list(out), list(out.values())
 
 
-def service_loop(checkpoint: Path, log_dir: Path, pref: PlantedPreference, users: list[str],
-                 histories: list[list[str]], rounds: int, seed: int) -> tuple[list[list[str]], list[float], dict]:
-    """Serve `checkpoint` with a feedback log and run the simulated users against it over gRPC."""
+def service_loop(config: ServingConfig, pref: PlantedPreference, users: list[str], histories: list[list[str]],
+                 rounds: int, seed: int) -> tuple[list[list[str]], list[float], dict]:
+    """Serve `config` (with a feedback log) and run the simulated users against it over gRPC."""
     from ray import serve
 
     from attnrec.model.feedback_log import summary
     from attnrec.serving.app import ServeFile
-    from attnrec.serving.config import DEFAULT_CONFIG, ServingConfig
+    from attnrec.serving.config import DEFAULT_CONFIG
     from attnrec.serving.server import free_port, start_ray, start_service
 
     start_ray()
     port = free_port()
     deployments = {name: {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0}}
                    for name in ("Recommender", "Explainer", "FeedbackLog")}
-    start_service(ServingConfig(checkpoint=str(checkpoint), device="cpu", feedback_dir=str(log_dir)),
-                  replace(ServeFile.load(DEFAULT_CONFIG), deployments=deployments), port, free_port())
+    serve_file = replace(ServeFile.load(DEFAULT_CONFIG), deployments=deployments).with_models(config)
+    start_service(config, serve_file, port, free_port())
     client = RecommenderClient(f"127.0.0.1:{port}", timeout=120)
 
     def recommend(us, hs):
@@ -94,10 +99,11 @@ def service_loop(checkpoint: Path, log_dir: Path, pref: PlantedPreference, users
     finally:
         client.close()
         serve.shutdown()
-    return final, shares, summary(log_dir)
+    return final, shares, summary(config.feedback_dir)
 
 
 def measure(out: Path, rounds: int, epochs: int, brand: str, seed: int) -> dict:
+    out = out.resolve()  # replicas do not share this process's working directory
     shop = ShopConfig(seed=seed)
     paths = write_shop(out / "shop", shop)
     pref = brand_preference(pq.read_table(paths["items"]), brand)
@@ -106,10 +112,16 @@ def measure(out: Path, rounds: int, epochs: int, brand: str, seed: int) -> dict:
     seconds_a = train(paths, out / "model_a", epochs)
     users, histories = histories_of(pq.read_table(paths["interactions"], columns=["user_id", "item_id", "timestamp"]))
     log_dir = out / "feedback"
-    final, shares, logged = service_loop(out / "model_a", log_dir, pref, users, histories, rounds, seed)
+    served_a = ServingConfig(checkpoint=str(out / "model_a"), device="cpu", feedback_dir=str(log_dir))
+    final, shares, logged = service_loop(served_a, pref, users, histories, rounds, seed)
     seconds_b = train(paths, out / "model_b", epochs, ["--feedback", str(log_dir)])
     a, b = load_checkpoint(out / "model_a"), load_checkpoint(out / "model_b")
     share_a, share_b = (liked_share(model_lists(m, users, final), pref.liked) for m in (a, b))
+    side_by_side = replace(served_a, feedback_dir=str(out / "ab_feedback"),
+                           models=(Variant("a", str(out / "model_a"), 0.5), Variant("b", str(out / "model_b"), 0.5)))
+    service_loop(side_by_side, pref, users, final, 1, seed + 1)
+    readout = ab_report(out / "ab_feedback", control=a.model_version)
+    print(report_text(readout))
     return {"shop": asdict(shop), "brand": brand, "liked_items": len(pref.liked),
             "catalogue_share_of_brand": round(len(pref.liked) / shop.n_items, 4),
             "preference": {k: v for k, v in asdict(pref).items() if k != "liked"},
@@ -117,6 +129,8 @@ def measure(out: Path, rounds: int, epochs: int, brand: str, seed: int) -> dict:
             "logged": {"events": logged["events"]["by_type"], "impressions": logged["impressions"]["rows"]},
             "liked_share_at_10": {"model_a": round(share_a, 4), "model_b": round(share_b, 4)},
             "b_over_a": round(share_b / share_a, 2) if share_a else None,
+            "ab_readout": {"log": str(out / "ab_feedback"), "versions": readout["versions"],
+                           "comparisons": readout["comparisons"]},
             "model_versions": {"model_a": a.model_version, "model_b": b.model_version},
             "train_seconds": {"model_a": seconds_a, "model_b": seconds_b}, "versions": versions(with_ray=True)}
 

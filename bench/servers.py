@@ -90,7 +90,7 @@ class RayService:
         self.serving = ServingConfig(checkpoint=config.checkpoint, device=config.device)
         start_service(self.serving, self.serve_file, self.port, free_port())
         self.handle = serve.get_deployment_handle("Recommender", app_name=APP_NAME)
-        self.targets = self._targets()
+        self._settle()
 
     def _options(self, batch_size: int) -> dict:
         gpus = 0.5 if self.config.device == "cuda" else 0
@@ -116,9 +116,17 @@ class RayService:
 
         serve.run(build_app(self.serving, self._options(batch_size)), name=APP_NAME,
                   route_prefix=self.serve_file.route_prefix)
-        # serve.run returns with the new replicas up, the old ones possibly still stopping: until
-        # they are gone, a histogram read may come from either, and a load point's batch sizes
-        # would be read across two replicas
+        self._settle()
+
+    def _settle(self) -> None:
+        """Wait until only the new replicas are left, then note their direct-ingress port. A deploy
+        returns with the new replicas up, the old ones (of a redeploy, or of an application this
+        one replaced) possibly still stopping: until they are gone, a histogram read may come
+        from either, and the port listed first may be one that is closing."""
+        from ray import serve
+
+        from attnrec.serving.app import APP_NAME
+
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             states = serve.status().applications[APP_NAME].deployments

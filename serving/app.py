@@ -21,18 +21,42 @@ MODEL_DEPLOYMENTS = ("Recommender", "Explainer")  # every deployment that loads 
 
 def build_app(config: ServingConfig, options: dict[str, dict] | None = None) -> Application:
     """The application: Recommender (ingress, batched) -> Explainer, and -> FeedbackLog when
-    config.feedback_dir is set. `options` per deployment name are Serve deployment options
-    (num_replicas, autoscaling_config, ray_actor_options, user_config...)."""
+    config.feedback_dir is set; with several models, also a Recommender and an Explainer per
+    model after the first (Recommender-NAME, Explainer-NAME). `options` per deployment name are
+    Serve deployment options (num_replicas, autoscaling_config, ray_actor_options, user_config...)."""
     options = options or {}
     config = ServingConfig(**{**vars(config), "checkpoint": resolve_checkpoint(config.checkpoint)})
     explainer = Explainer.options(**options.get("Explainer", {})).bind(config)
     feedback = FeedbackLog.options(**options.get("FeedbackLog", {})).bind(config) if config.feedback_dir else None
-    return Recommender.options(**options.get("Recommender", {})).bind(config, explainer, feedback)
+    others = {}
+    for v in config.models[1:]:
+        names = (f"Recommender-{v.name}", f"Explainer-{v.name}")
+        others[v.name] = (
+            Recommender.options(name=names[0], **options.get(names[0], {})).bind(config.alone(v)),
+            Explainer.options(name=names[1], **options.get(names[1], {})).bind(config.alone(v)))
+    return Recommender.options(**options.get("Recommender", {})).bind(config, explainer, feedback, others)
 
 
 def deployments_of(config: ServingConfig) -> tuple[str, ...]:
     """The deployments the application of `config` has."""
-    return ("Recommender", "Explainer", "FeedbackLog") if config.feedback_dir else ("Recommender", "Explainer")
+    names = ["Recommender", "Explainer"] + (["FeedbackLog"] if config.feedback_dir else [])
+    for v in config.models[1:]:
+        names += [f"Recommender-{v.name}", f"Explainer-{v.name}"]
+    return tuple(names)
+
+
+def _options_of(name: str, deployments: dict[str, dict]) -> dict | None:
+    """Serve options for a deployment: its own entry, else (a model's Recommender-NAME or
+    Explainer-NAME) those of Recommender or Explainer, without the checkpoint a rollout set."""
+    if name in deployments:
+        return deployments[name]
+    base = deployments.get(name.split("-", 1)[0])
+    if base is None:
+        return None
+    own = copy.deepcopy(base)
+    if CHECKPOINT_KEY in (own.get("user_config") or {}):
+        del own["user_config"][CHECKPOINT_KEY]
+    return own
 
 
 def app_builder(args: dict) -> Application:
@@ -46,10 +70,12 @@ def app_config(config: ServingConfig, deployments: dict[str, dict], route_prefix
     attnrec deploys it: Serve then applies a later config that changes only `user_config` (a new
     checkpoint, batching knobs) to the running replicas, without restarting them."""
     args = asdict(replace(config, checkpoint=resolve_checkpoint(config.checkpoint)))
-    present = deployments_of(config)  # Serve refuses options for a deployment the app does not have
+    args["models"] = list(args["models"])
+    # Serve refuses options for a deployment the app does not have
+    options = {name: _options_of(name, deployments) for name in deployments_of(config)}
     return {"name": APP_NAME, "route_prefix": route_prefix, "import_path": IMPORT_PATH, "args": args,
             "runtime_env": runtime_env or {},
-            "deployments": [{"name": name, **options} for name, options in deployments.items() if name in present]}
+            "deployments": [{"name": name, **o} for name, o in options.items() if o is not None]}
 
 
 def served_checkpoint(app: dict) -> str:
@@ -97,19 +123,36 @@ class ServeFile:
                 total[name] = total.get(name, 0) + float(amount) * replicas
         return total
 
+    def with_models(self, config: ServingConfig) -> ServeFile:
+        """The same file with an entry for each deployment of config's other models (Recommender-NAME,
+        Explainer-NAME): their own if the file has one, else a copy of Recommender's or Explainer's."""
+        from attnrec.serving.app import _options_of
+
+        deployments = {name: o for name in deployments_of(config)
+                       if (o := _options_of(name, self.deployments)) is not None}
+        return replace(self, deployments={**self.deployments, **deployments})
+
     def fit_to(self, cpus: float) -> list[str]:
-        """Lower each deployment's min_replicas to what `cpus` CPUs can hold (one machine);
+        """Lower the deployments' min_replicas so that together they fit in `cpus` CPUs (one
+        machine): each first gets one replica, then the CPUs left go to more, in file order;
         returns a note per change."""
-        notes = []
+        asking = []
         for name, options in self.deployments.items():
-            scaling = options.get("autoscaling_config") or {}
+            holder, key = ((options["autoscaling_config"], "min_replicas") if options.get("autoscaling_config")
+                           else (options, "num_replicas"))
             per_replica = float((options.get("ray_actor_options") or {}).get("num_cpus", 1))
-            wanted = int(scaling.get("min_replicas", 1))
-            if per_replica <= 0 or wanted * per_replica <= cpus:
-                continue
-            fits = max(1, int(cpus // per_replica))
-            scaling["min_replicas"] = fits
-            notes.append(f"{name}: min_replicas {wanted} -> {fits} ({cpus:g} CPUs, {per_replica:g} per replica)")
+            if per_replica > 0:
+                asking.append((name, holder, key, per_replica, int(holder.get(key, 1))))
+        notes, left = [], cpus - sum(a[3] for a in asking)
+        if left < 0:
+            notes.append(f"{', '.join(a[0] for a in asking)}: one replica each needs "
+                         f"{cpus - left:g} CPUs, {cpus:g} here: some wait for a CPU")
+        for name, holder, key, per_replica, wanted in asking:
+            fits = 1 + min(wanted - 1, int(max(left, 0) // per_replica))
+            left -= (fits - 1) * per_replica
+            if fits < wanted:
+                holder[key] = fits
+                notes.append(f"{name}: {key} {wanted} -> {fits} ({cpus:g} CPUs, {per_replica:g} per replica)")
         return notes
 
     @staticmethod

@@ -52,17 +52,19 @@ class RecommenderClient:
     def request(history: Sequence[str] = (), k: int = 10, user_id: str = "",
                 candidates: Sequence[str] = (), include_history: bool = False,
                 user_features: Mapping[str, str] | None = None, rerank: str = "",
-                rerank_weight: float = 0.0) -> pb.RecommendRequest:
+                rerank_weight: float = 0.0, model_name: str = "") -> pb.RecommendRequest:
         return pb.RecommendRequest(user_id=user_id, history=[str(h) for h in history], k=k,
                                    candidate_item_ids=[str(c) for c in candidates],
                                    include_history=include_history, user_features=dict(user_features or {}),
-                                   rerank=rerank, rerank_weight=rerank_weight)
+                                   rerank=rerank, rerank_weight=rerank_weight, model_name=model_name)
 
     def recommend(self, history: Sequence[str] = (), k: int = 10, user_id: str = "",
                   candidates: Sequence[str] = (), include_history: bool = False,
                   user_features: Mapping[str, str] | None = None, timeout: float | None = None,
-                  rerank: str = "", rerank_weight: float = 0.0) -> pb.RecommendResponse:
-        req = self.request(history, k, user_id, candidates, include_history, user_features, rerank, rerank_weight)
+                  rerank: str = "", rerank_weight: float = 0.0, model_name: str = "") -> pb.RecommendResponse:
+        """model_name pins one of several models served side by side ("" = the user's own)."""
+        req = self.request(history, k, user_id, candidates, include_history, user_features, rerank, rerank_weight,
+                           model_name)
         return self.stub.Recommend(req, timeout=timeout or self.timeout)
 
     def recommend_batch(self, requests: Iterable[pb.RecommendRequest],
@@ -73,13 +75,13 @@ class RecommenderClient:
     def explain(self, history: Sequence[str] = (), item_id: str = "", user_id: str = "", n_steps: int = 0,
                 include_image: bool = False, include_html: bool = False, include_faithfulness: bool = False,
                 methods: Sequence[str] = (), top_k: int = 0, user_features: Mapping[str, str] | None = None,
-                timeout: float | None = None) -> pb.ExplainResponse:
+                timeout: float | None = None, model_name: str = "") -> pb.ExplainResponse:
         """Why `item_id` (or, when empty, the top `top_k` recommendations) for this user context;
         `methods` from "ig", "deletion", "combined" (empty: all). Explain's deadline is at least 120 s."""
         req = pb.ExplainRequest(user_id=user_id, history=[str(h) for h in history], item_id=item_id,
                                 n_steps=n_steps, include_image=include_image, include_html=include_html,
                                 include_faithfulness=include_faithfulness, methods=list(methods), top_k=top_k,
-                                user_features=dict(user_features or {}))
+                                user_features=dict(user_features or {}), model_name=model_name)
         return self.stub.Explain(req, timeout=timeout or max(self.timeout, 120.0))
 
     @staticmethod

@@ -32,6 +32,28 @@ class ServingConfig:
     # Recommend answers are logged as impressions in the background, this often: a replica
     # that dies loses at most this much of them (events are acknowledged only once durable)
     impression_flush_s: float = 1.0
+    # Several models side by side (A/B): name, checkpoint and share of users each
+    # (serving/variants.py; `attnrec serve --model NAME=DIR:SHARE`). The first is served by the
+    # ingress replicas themselves, and `checkpoint` is its; each other has its own Recommender
+    # and Explainer deployments behind the ingress. Empty: one model, `checkpoint`.
+    models: tuple = ()
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            return
+        from attnrec.model.checkpoint import resolve_checkpoint
+        from attnrec.serving.variants import Variant, check_variants
+
+        variants = check_variants([m if isinstance(m, Variant) else Variant(**m) for m in self.models])
+        variants = tuple(Variant(v.name, resolve_checkpoint(v.checkpoint), v.share) for v in variants)
+        object.__setattr__(self, "models", variants)
+        object.__setattr__(self, "checkpoint", variants[0].checkpoint)
+
+    def alone(self, variant) -> ServingConfig:
+        """The config of one variant's own deployments: its checkpoint, no other models."""
+        from dataclasses import replace
+
+        return replace(self, checkpoint=variant.checkpoint, models=())
 
 
 CHECKPOINT_KEY = "checkpoint"  # user_config: the checkpoint every replica serves; `attnrec rollout` sets it

@@ -26,12 +26,21 @@ from attnrec.model.checkpoint import resolve_checkpoint
 from attnrec.model.feedback_log import FeedbackWriter
 from attnrec.model.sasrec import SASRec
 from attnrec.serving.batching import BatchStats, BatchWait
-from attnrec.serving.codec import InvalidArgument, Query, Ranked, decode_recommend, encode_recommend
+from attnrec.serving.codec import (
+    InvalidArgument,
+    Query,
+    Ranked,
+    decode_recommend,
+    encode_error,
+    encode_recommend,
+)
 from attnrec.serving.config import BatchConfig, ServingConfig, checkpoint_of
 from attnrec.serving.explain_codec import answer_explains
 from attnrec.serving.feedback import RecentIds, decode_feedback, impressions_table
 from attnrec.serving.loaded import Loaded, load
+from attnrec.serving.metrics import ExplainMetrics, FeedbackMetrics, RecommendMetrics
 from attnrec.serving.ranking import answer_in_chunks, rank_each
+from attnrec.serving.variants import Split
 from attnrec.serving.wire import Malformed
 from attnrec.v1 import recommender_pb2 as pb
 
@@ -96,20 +105,28 @@ DEFAULT_BATCH = BatchConfig()  # batching defaults come from BatchConfig alone (
 @serve.deployment(max_ongoing_requests=256, user_config=asdict(DEFAULT_BATCH))
 class Recommender:
     def __init__(self, config: ServingConfig, explainer: DeploymentHandle | None = None,
-                 feedback: DeploymentHandle | None = None):
+                 feedback: DeploymentHandle | None = None,
+                 others: dict[str, tuple[DeploymentHandle, DeploymentHandle]] | None = None):
         self.config = config
         self.loaded = load(config.checkpoint, config.device)  # replaced whole by a rollout (reconfigure)
-        self.explainer = explainer
         self.feedback = feedback  # the FeedbackLog; None = no log
+        # Several models: this replica answers the first itself and hands the others' requests
+        # to their own Recommender (and Explain to their own Explainer), by name.
+        self.split = Split(config.models)
+        self.name = config.models[0].name if config.models else ""
+        self.models = {name: recommender for name, (recommender, _) in (others or {}).items()}
+        self.explainers = {self.name: explainer, **{name: e for name, (_, e) in (others or {}).items()}}
         self.shown: list[tuple[str, pb.RecommendResponse, int]] = []  # answers not yet logged as impressions
         self.impressions_lost = 0
         self.flusher: asyncio.Task | None = None
         self.stats = BatchStats()
+        self.metrics = RecommendMetrics()
         self.batch_config = DEFAULT_BATCH  # replaced by reconfigure() when Serve passes a user_config
         self.batch_wait = BatchWait(self.batch_config)
         self.in_flight = 0  # Recommend calls between decoding and answer: the batch and its queue
-        log.info("Recommender loaded %s (%s, %d items) on %s", self.loaded.path, self.loaded.model_version,
-                 len(self.loaded.catalog.item_index), self.loaded.ckpt.model.item_emb.weight.device)
+        log.info("Recommender loaded %s (%s, %d items) on %s%s", self.loaded.path, self.loaded.model_version,
+                 len(self.loaded.catalog.item_index), self.loaded.ckpt.model.item_emb.weight.device,
+                 f"; models {', '.join(f'{v.name} {v.share:.0%}' for v in config.models)}" if config.models else "")
 
     async def reconfigure(self, user_config: dict) -> None:
         checkpoint, rest = checkpoint_of(user_config)
@@ -123,11 +140,24 @@ class Recommender:
     @serve.batch(max_batch_size=DEFAULT_BATCH.max_batch_size, batch_wait_timeout_s=DEFAULT_BATCH.batch_wait_timeout_s)
     async def _rank_batched(self, jobs: list[tuple[SASRec, Query]]) -> list[Ranked]:
         self.stats.record(len(jobs))
+        self.metrics.batch(len(jobs))
         self._rank_batched.set_batch_wait_timeout_s(self.batch_wait.after(self.in_flight))  # for the next batch
         return rank_each(jobs)
 
     @rpc(pb.RecommendResponse)
     async def Recommend(self, request: pb.RecommendRequest, grpc_context) -> pb.RecommendResponse:
+        name = self.split.pick(request.user_id, request.model_name)
+        if name == self.name:
+            response = await self._recommend(request)
+        else:
+            data = await self._forward(name, "answer", request.SerializeToString(), grpc_context)
+            response = pb.RecommendResponse() if data is None else pb.RecommendResponse.FromString(data)
+        self.metrics.answered([request], [response])
+        if response.request_id:
+            self._show([(request.user_id, response)])
+        return response
+
+    async def _recommend(self, request: pb.RecommendRequest) -> pb.RecommendResponse:
         loaded = self.loaded  # this call's model, start to end
         query = decode_recommend(request, loaded.catalog, self.config)
         self.in_flight += 1
@@ -135,16 +165,86 @@ class Recommender:
             ranked = await self._rank_batched((loaded.ckpt.model, query))
         finally:
             self.in_flight -= 1
-        response = encode_recommend(query, ranked, loaded.catalog)
-        self._show([(request.user_id, response)])
-        return response
+        return encode_recommend(query, ranked, loaded.catalog)
+
+    async def answer(self, payload: bytes) -> tuple[bytes, str, str]:
+        """A Recommend handed over by the ingress (this is another model's Recommender)."""
+        return _wire(await _outcome(self._recommend(pb.RecommendRequest.FromString(payload))), "Recommend")
+
+    async def answer_batch(self, payload: bytes) -> bytes:
+        """The entries of a RecommendBatch that the ingress handed over to this model."""
+        response = pb.RecommendBatchResponse()
+        await self._rank_batch(pb.RecommendBatchRequest.FromString(payload), response)
+        return response.SerializeToString()
+
+    async def _forward(self, name: str, method: str, payload: bytes, grpc_context) -> bytes | None:
+        """Another model's answer through its Recommender; None (status set) when there is none."""
+        try:
+            data, code, details = await getattr(self.models[name], method).remote(payload)
+        except (RayActorError, DeploymentUnavailableError, BackPressureError) as e:
+            _fail(grpc_context, grpc.StatusCode.UNAVAILABLE, f"Recommend (model {name})", e)
+            return None
+        if code:
+            grpc_context.set_code(getattr(grpc.StatusCode, code))
+            grpc_context.set_details(details)
+            return None
+        return data
 
     @rpc(pb.RecommendBatchResponse)
     async def RecommendBatch(self, request: pb.RecommendBatchRequest, grpc_context) -> pb.RecommendBatchResponse:
         n = len(request.requests)
         if not 1 <= n <= self.config.max_batch_requests:
             raise InvalidArgument("requests", f"{n} entries, expected 1..{self.config.max_batch_requests}")
-        loaded, response = self.loaded, pb.RecommendBatchResponse()
+        response = pb.RecommendBatchResponse()
+        groups, refused = self._groups(request)
+        if not refused and list(groups) == [self.name]:  # every entry is this replica's: no copies
+            await self._rank_batch(request, response)
+        else:
+            entries = [response.responses.add() for _ in range(n)]
+            for i, error in refused:
+                encode_error(error, entries[i], i)
+            await asyncio.gather(*(self._batch_part(name, request, rows, entries) for name, rows in groups.items()))
+        self.metrics.answered(request.requests, response.responses)
+        self._show([(r.user_id, a) for r, a in zip(request.requests, response.responses) if a.request_id])
+        return response
+
+    def _groups(self, request: pb.RecommendBatchRequest) -> tuple[dict[str, list[int]], list]:
+        """Entry indices by the model that answers them; and (index, error) of bad model names."""
+        groups: dict[str, list[int]] = {}
+        refused = []
+        for i, r in enumerate(request.requests):
+            try:
+                groups.setdefault(self.split.pick(r.user_id, r.model_name), []).append(i)
+            except InvalidArgument as e:
+                refused.append((i, InvalidArgument(f"requests[{i}].{e.field}", str(e).split(": ", 1)[1])))
+        return groups, refused
+
+    async def _batch_part(self, name: str, request: pb.RecommendBatchRequest, rows: list[int],
+                          entries: list[pb.RecommendResponse]) -> None:
+        """Answer the entries `rows` of a RecommendBatch with model `name` into `entries`."""
+        part, answered = pb.RecommendBatchRequest(requests=[request.requests[i] for i in rows]), \
+            pb.RecommendBatchResponse()
+        if name == self.name:
+            await self._rank_batch(part, answered)
+        else:
+            try:
+                answered = pb.RecommendBatchResponse.FromString(
+                    await self.models[name].answer_batch.remote(part.SerializeToString()))
+            except Exception as e:  # noqa: BLE001 (these entries fail; the rest of the batch is answered)
+                message = _logged(f"RecommendBatch (model {name})", e)
+                code = "UNAVAILABLE" if isinstance(e, (RayActorError, DeploymentUnavailableError,
+                                                       BackPressureError)) else "INTERNAL"
+                for i in rows:
+                    entries[i].error.CopyFrom(pb.RequestError(code=code, message=message, index=i))
+                return
+        for j, i in enumerate(rows):
+            entries[i].CopyFrom(answered.responses[j])
+            if entries[i].error.code:  # its index and field named within the part: name them in the call
+                entries[i].error.index = i
+                entries[i].error.message = entries[i].error.message.replace(f"requests[{j}]", f"requests[{i}]", 1)
+
+    async def _rank_batch(self, request: pb.RecommendBatchRequest, response: pb.RecommendBatchResponse) -> None:
+        loaded = self.loaded
         chunks = answer_in_chunks(request, loaded.ckpt.model, loaded.catalog, self.config,
                                   self.batch_config.max_batch_size, response)
         # Off the event loop: a heavy batch (1,024 users x 1,000 ids) takes about a second of
@@ -152,8 +252,7 @@ class Recommender:
         # each. Chunk by chunk in a worker thread, they go on being answered beside it.
         while (size := await asyncio.to_thread(next, chunks, None)) is not None:
             self.stats.record(size)
-        self._show(list(zip((r.user_id for r in request.requests), response.responses)))
-        return response
+            self.metrics.batch(size)
 
     @rpc(pb.FeedbackResponse)
     async def Feedback(self, request: pb.FeedbackRequest, grpc_context) -> pb.FeedbackResponse:
@@ -198,12 +297,13 @@ class Recommender:
 
     @rpc(pb.ExplainResponse)
     async def Explain(self, request: pb.ExplainRequest, grpc_context) -> pb.ExplainResponse:
-        if self.explainer is None:
+        explainer = self.explainers[self.split.pick(request.user_id, request.model_name)]
+        if explainer is None:
             grpc_context.set_code(grpc.StatusCode.UNIMPLEMENTED)
             grpc_context.set_details("Explain: this application was built without an Explainer deployment")
             return pb.ExplainResponse()
         try:
-            answer: tuple[bytes, str, str] = await self.explainer.explain.remote(request.SerializeToString())
+            answer: tuple[bytes, str, str] = await explainer.explain.remote(request.SerializeToString())
         except BackPressureError as e:  # the Explainer's max_queued_requests: shed load now, not after a long wait
             grpc_context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
             grpc_context.set_details(f"Explain: every Explainer replica is busy and its queue is full ({e}); "
@@ -235,6 +335,7 @@ class Explainer:
         self.config = config
         self.loaded = load(config.checkpoint, config.device)  # replaced whole by a rollout (reconfigure)
         self.stats = BatchStats()
+        self.metrics = ExplainMetrics()
 
     async def reconfigure(self, user_config: dict) -> None:
         checkpoint, rest = checkpoint_of(user_config)
@@ -251,7 +352,9 @@ class Explainer:
         self.stats.record(len(payloads))
         loaded = self.loaded
         requests = [pb.ExplainRequest.FromString(p) for p in payloads]
-        return [_explain_wire(a) for a in answer_explains(requests, loaded.ckpt, loaded.catalog, self.config)]
+        answers = answer_explains(requests, loaded.ckpt, loaded.catalog, self.config)
+        self.metrics.explained(answers)
+        return [_wire(a, "Explain") for a in answers]
 
     def stats_summary(self) -> dict:
         """Explanation batch sizes formed so far, and the model served (call through a DeploymentHandle)."""
@@ -268,6 +371,7 @@ class FeedbackLog:
         self.writer = FeedbackWriter(config.feedback_dir)
         self.recent = RecentIds()
         self.stats = BatchStats()
+        self.metrics = FeedbackMetrics()
         log.info("FeedbackLog writes to %s", self.writer.root)
 
     async def record(self, events: pa.Table) -> tuple[int, int]:
@@ -279,9 +383,10 @@ class FeedbackLog:
         self.stats.record(len(calls))
         ids = [e for table in calls for e in table.column("event_id").to_pylist()]
         fresh = self.recent.fresh(ids)
-        everything = pa.concat_tables(calls)
-        await asyncio.to_thread(self.writer.append, "events", everything.filter(pa.array(fresh)))
+        written = pa.concat_tables(calls).filter(pa.array(fresh))
+        await self._write("events", written)
         self.recent.add(ids)
+        self.metrics.written(written.column("event_type").to_pylist(), len(ids) - written.num_rows)
         out, start = [], 0
         for table in calls:
             new = int(fresh[start : start + table.num_rows].sum())
@@ -292,7 +397,12 @@ class FeedbackLog:
     async def log_impressions(self, answers: list[tuple[str, bytes, int]]) -> None:
         """Recommend answers (user_id, serialized RecommendResponse, time in ms) as impression rows."""
         table = impressions_table([(user, pb.RecommendResponse.FromString(data), at) for user, data, at in answers])
-        await asyncio.to_thread(self.writer.append, "impressions", table)
+        await self._write("impressions", table)
+
+    async def _write(self, kind: str, table: pa.Table) -> None:
+        started = time.perf_counter()
+        await asyncio.to_thread(self.writer.append, kind, table)
+        self.metrics.write_took(kind, 1000 * (time.perf_counter() - started))
 
     def stats_summary(self) -> dict:
         return {**self.stats.summary(), "files_written": self.writer.written, "directory": self.writer.root}
@@ -302,12 +412,20 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _explain_wire(answer: pb.ExplainResponse | Exception) -> tuple[bytes, str, str]:
-    """(serialized response, status code name or "", details) for the Recommender to answer with.
+async def _outcome(call):
+    """What an awaitable returned, or the exception it raised."""
+    try:
+        return await call
+    except Exception as e:  # noqa: BLE001 (handed back to be answered: _wire)
+        return e
+
+
+def _wire(answer, what: str) -> tuple[bytes, str, str]:
+    """(serialized response, status code name or "", details) for the ingress to answer with.
     A server fault reaches the client as a short message and an error id; its traceback goes
-    to the Explainer's log under that id."""
+    to this replica's log under that id."""
     if isinstance(answer, InvalidArgument):
         return b"", "INVALID_ARGUMENT", str(answer)
     if isinstance(answer, Exception):
-        return b"", "INTERNAL", _logged("Explain", answer)
+        return b"", "INTERNAL", _logged(what, answer)
     return answer.SerializeToString(), "", ""

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from attnrec.model.checkpoint import resolve_checkpoint
+from attnrec.model.data import DataError
 from attnrec.serving.config import DEFAULT_CONFIG
 from attnrec.serving.network import prepare_to_connect
 
@@ -29,6 +30,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="log Feedback events and Recommend impressions as Parquet under DIR (a directory or a "
                         "pyarrow filesystem URI such as s3://bucket/prefix); default: the config's "
                         "args.feedback_dir, else no log")
+    p.add_argument("--model", action="append", metavar="NAME=DIR:SHARE",
+                   help="serve several checkpoints side by side (A/B), each to its share of users by a stable "
+                        "hash of user_id; repeat it, e.g. --model a=runs/a:0.9 --model b=runs/b:0.1 "
+                        "(the first is the one `attnrec rollout` replaces)")
+    p.add_argument("--metrics-port", type=int,
+                   help="serve every metric, Ray Serve's and attnrec's, as Prometheus text at "
+                        "http://127.0.0.1:PORT/metrics (default: a port of Ray's choosing, printed at start)")
     p.add_argument("--num-cpus", type=int, help="CPUs Ray may use (default: all)")
     p.add_argument("--dashboard", action="store_true", help="start Ray's dashboard (on --host)")
     p.add_argument("--direct-ingress", action="store_true",
@@ -76,20 +84,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ray import serve
 
     from attnrec.serving.app import ServeFile
-    from attnrec.serving.server import DRAIN_S, direct_ingress_targets, drain, serving_config, start_ray, start_service
+    from attnrec.serving.server import (
+        DRAIN_S,
+        direct_ingress_targets,
+        drain,
+        metrics_address,
+        serving_config,
+        start_ray,
+        start_service,
+    )
 
     serve_file = ServeFile.load(args.config)
-    config = serving_config(serve_file, args.checkpoint, args.device, args.feedback_dir)
+    try:
+        config = serving_config(serve_file, args.checkpoint, args.device, args.feedback_dir, args.model)
+    except ValueError as e:  # a --model flag or the config's models: said as any other bad input
+        raise DataError(str(e)) from e
     checkpoint = resolve_checkpoint(config.checkpoint)
-    if not (Path(checkpoint) / "config.json").exists():
-        raise FileNotFoundError(f"{checkpoint}: not a checkpoint directory; train one with `attnrec train --out DIR`")
+    for path in [checkpoint, *(m.checkpoint for m in config.models)]:
+        if not (Path(path) / "config.json").exists():
+            raise FileNotFoundError(f"{path}: not a checkpoint directory; train one with `attnrec train --out DIR`")
+    serve_file = serve_file.with_models(config)
     grpc_port = args.port or serve_file.grpc_port
     http_port = args.http_port or serve_file.http_port
-    print(f"starting Ray and Serve (checkpoint {checkpoint}) ...", flush=True)
+    models = ", ".join(f"{m.name} {m.share:.0%} {m.checkpoint}" for m in config.models)
+    print(f"starting Ray and Serve ({f'models {models}' if models else f'checkpoint {checkpoint}'}) ...", flush=True)
     for note in serve_file.fit_to(args.num_cpus or os.cpu_count() or 1):
         print(f"this machine has too few CPUs for the config: {note}", flush=True)
     start_ray(args.num_cpus, args.host, args.dashboard, args.direct_ingress, args.throughput_optimized,
-              serve_file.custom_resources())
+              serve_file.custom_resources(), args.metrics_port)
     direct = args.direct_ingress or args.throughput_optimized  # Ray 2.60's throughput mode implies it
     stop = {"now": False}
     for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, and a supervisor's stop
@@ -104,6 +126,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
               f"  grpcurl -plaintext -d '{{\"history\": {json.dumps(examples)}, \"k\": 5}}' "
               f"127.0.0.1:{grpc_port} attnrec.v1.Recommender/Recommend\n"
               f"{_feedback_line(config)}"
+              f"Prometheus metrics (Ray Serve's and attnrec's): {metrics_address()}\n"
               f"New weights, no failed calls: attnrec rollout --checkpoint DIR "
               f"--address {ray.get_runtime_context().gcs_address}\n"
               f"Ctrl-C stops.", flush=True)

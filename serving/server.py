@@ -34,7 +34,7 @@ def free_port() -> int:
 
 def start_ray(num_cpus: int | None = None, host: str = "127.0.0.1", dashboard: bool = False,
               direct_ingress: bool = False, throughput_optimized: bool = False,
-              resources: dict[str, float] | None = None) -> None:
+              resources: dict[str, float] | None = None, metrics_port: int | None = None) -> None:
     """A local Ray that binds `host`: by default loopback, for Serve's ports and Ray's own
     (Ray's single-machine mode); a wildcard host leaves Ray as it is on a cluster node.
     No dashboard by default.
@@ -44,8 +44,12 @@ def start_ray(num_cpus: int | None = None, host: str = "127.0.0.1", dashboard: b
     `direct_ingress_targets`. throughput_optimized: RAY_SERVE_THROUGHPUT_OPTIMIZED, which in
     Ray 2.60 turns direct ingress on as well. Both are read when Ray starts its processes,
     so they only take effect on the Ray this call starts. resources: custom resources this
-    machine offers (ServeFile.custom_resources).
+    machine offers (ServeFile.custom_resources). metrics_port: where Ray serves every metric,
+    Serve's and attnrec's, as Prometheus text (http://HOST:PORT/metrics); None = a port of Ray's choosing.
     """
+    if metrics_port is not None and not port_free(metrics_port, "" if is_wildcard(host) else "127.0.0.1"):
+        # Ray would otherwise fail half a minute later with a startup timeout that does not say why
+        raise RuntimeError(f"metrics port {metrics_port} is in use: pick another with --metrics-port")
     # Without this, two Ray clusters on one host silently share Serve's ports and calls
     # land on the wrong one. It must be set before Ray starts its processes.
     os.environ["SERVE_SOCKET_REUSE_PORT_ENABLED"] = "0"
@@ -68,7 +72,16 @@ def start_ray(num_cpus: int | None = None, host: str = "127.0.0.1", dashboard: b
     if not ray.is_initialized():
         ray.init(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host=host,
                  _node_ip_address="127.0.0.1" if local else None,
-                 runtime_env=worker_runtime_env(host), resources=resources or None)
+                 runtime_env=worker_runtime_env(host), resources=resources or None,
+                 _metrics_export_port=metrics_port)
+
+
+def metrics_address() -> str:
+    """Where this node's Ray serves its metrics as Prometheus text."""
+    import ray
+
+    node = next(n for n in ray.nodes() if n["NodeID"] == ray.get_runtime_context().get_node_id())
+    return f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
 
 
 def start_service(config: ServingConfig, serve_file: ServeFile, grpc_port: int, http_port: int,
@@ -177,11 +190,17 @@ def direct_ingress_targets(host: str = "127.0.0.1", wait_s: float = 30) -> list[
 
 
 def serving_config(serve_file: ServeFile, checkpoint: str | None, device: str | None,
-                   feedback_dir: str | None = None) -> ServingConfig:
-    """The config's args with the command line's overrides."""
+                   feedback_dir: str | None = None, models: list[str] | None = None) -> ServingConfig:
+    """The config's args with the command line's overrides (models: `NAME=DIR:SHARE` each)."""
+    from attnrec.serving.variants import parse_model
+
     args = dict(serve_file.args)
     if checkpoint:
         args["checkpoint"] = checkpoint
+    if models:
+        if checkpoint:
+            raise ValueError("--checkpoint and --model: give the first model as --model NAME=DIR:SHARE instead")
+        args["models"] = [parse_model(m) for m in models]
     if feedback_dir:  # a local directory is made absolute: replicas do not share the CLI's working directory
         args["feedback_dir"] = feedback_dir if "://" in feedback_dir else str(Path(feedback_dir).resolve())
     config = ServingConfig(**{"checkpoint": "default", **args})

@@ -18,14 +18,17 @@ def options(batch_size=8, wait=0.05):
 
 
 def start_ray() -> None:
-    """The session's one Ray: loopback only, direct ingress on, the Explainer's resource offered."""
+    """The session's one Ray: loopback only, direct ingress on, the Explainer's resource offered,
+    metrics at a port of the session's (exported every second, not every 10)."""
     from attnrec.serving.app import ServeFile
     from attnrec.serving.config import DEFAULT_CONFIG
-    from attnrec.serving.server import start_ray
+    from attnrec.serving.server import free_port, start_ray
 
     # Replicas leave quickly on scale-down (Ray's 30 s default lets load balancers notice).
     os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
-    start_ray(num_cpus=2, direct_ingress=True, resources=ServeFile.load(DEFAULT_CONFIG).custom_resources())
+    os.environ.setdefault("RAY_metrics_report_interval_ms", "1000")
+    start_ray(num_cpus=2, direct_ingress=True, resources=ServeFile.load(DEFAULT_CONFIG).custom_resources(),
+              metrics_port=free_port())
 
 
 def start(checkpoint, feedback_dir) -> dict:

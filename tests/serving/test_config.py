@@ -50,6 +50,29 @@ def test_min_replicas_shrink_to_what_the_machine_holds():
     assert f.deployments["Recommender"]["autoscaling_config"]["min_replicas"] == 1
 
 
+def test_each_models_deployments_get_options_and_the_machine_is_shared_among_them(checkpoint, retrained):
+    from attnrec.serving.app import app_config, deployments_of
+    from attnrec.serving.config import ServingConfig
+
+    config = ServingConfig(checkpoint="", models=({"name": "a", "checkpoint": str(checkpoint), "share": 9},
+                                                  {"name": "b", "checkpoint": str(retrained), "share": 1}))
+    assert config.checkpoint == str(checkpoint) and [m.share for m in config.models] == [0.9, 0.1]
+    assert deployments_of(config) == ("Recommender", "Explainer", "Recommender-b", "Explainer-b")
+    f = ServeFile.load(DEFAULT_CONFIG)
+    f.deployments["Recommender"]["user_config"] = {"checkpoint": "/rolled/out", "max_batch_size": 32}
+    f = f.with_models(config)
+    assert f.deployments["Recommender-b"]["user_config"] == {"max_batch_size": 32}  # not A's checkpoint
+    assert f.deployments["Explainer-b"]["ray_actor_options"]["resources"] == {"attnrec_explainer": 1}
+    assert f.custom_resources()["attnrec_explainer"] == 2 * f.deployments["Explainer"]["autoscaling_config"][
+        "max_replicas"]
+    assert f.fit_to(2) == ["Recommender: min_replicas 2 -> 1 (2 CPUs, 1 per replica)",
+                           "Recommender-b: min_replicas 2 -> 1 (2 CPUs, 1 per replica)"]
+    app = app_config(config, f.deployments, "/attnrec")
+    assert [d["name"] for d in app["deployments"]] == ["Recommender", "Explainer", "Recommender-b", "Explainer-b"]
+    assert app["args"]["models"][1] == {"name": "b", "checkpoint": str(retrained), "share": 0.1}
+    assert ServingConfig(**app["args"]) == config  # what Serve hands app_builder is the same config
+
+
 def test_the_training_jobs_command_is_one_attnrec_accepts():
     import shlex
     from pathlib import Path

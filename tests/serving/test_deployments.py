@@ -7,7 +7,7 @@ import threading
 from attnrec.serving import deployments
 from attnrec.serving.codec import InvalidArgument
 from attnrec.serving.config import ServingConfig
-from attnrec.serving.deployments import _explain_wire
+from attnrec.serving.deployments import _wire
 from attnrec.v1 import recommender_pb2 as pb
 
 
@@ -49,8 +49,8 @@ def test_a_recommend_batch_is_ranked_off_the_event_loop_that_answers_single_reco
 
 def test_explain_answers_travel_as_status_and_details():
     answer = pb.ExplainResponse(item_id="7")
-    assert _explain_wire(answer) == (answer.SerializeToString(), "", "")
-    assert _explain_wire(InvalidArgument("top_k", "too many")) == (b"", "INVALID_ARGUMENT", "top_k: too many")
+    assert _wire(answer, "Explain") == (answer.SerializeToString(), "", "")
+    assert _wire(InvalidArgument("top_k", "too many"), "Explain") == (b"", "INVALID_ARGUMENT", "top_k: too many")
 
 
 def test_a_server_fault_reaches_the_client_as_an_error_id_and_the_log_as_a_traceback(caplog):
@@ -59,7 +59,7 @@ def test_a_server_fault_reaches_the_client_as_an_error_id_and_the_log_as_a_trace
     except RuntimeError as e:
         fault = e
     with caplog.at_level(logging.ERROR, logger="ray.serve"):
-        payload, code, details = _explain_wire(fault)
+        payload, code, details = _wire(fault, "Explain")
     assert payload == b"" and code == "INTERNAL"
     assert "secret" not in details and "Traceback" not in details and len(details) < 200
     error_id = details.split("error id ")[1].split(")")[0]

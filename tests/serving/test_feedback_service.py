@@ -133,3 +133,46 @@ def test_acknowledged_events_survive_a_kill_9_of_the_log_exactly_once(client, se
     assert sorted(once.column("event_id").to_pylist()) == sorted(acked)
     assert ours.num_rows >= once.num_rows  # a retry whose first answer was lost may be written twice
     assert wait_for(lambda: _feedback_log_pid() not in (None, victim), 60)  # replaced
+
+
+def test_two_models_answer_their_shares_of_users_and_the_report_reads_the_log(service, checkpoint, retrained,
+                                                                              tmp_path):
+    """An A/B run: model b gets 30% of 5,000 users by their ids' hash, each user keeps their
+    model, a request can pin one, and `attnrec report` credits clicks to the model shown."""
+    from dataclasses import replace
+
+    from attnrec.model.ab_report import ab_report
+    from attnrec.model.checkpoint import load_checkpoint
+    from attnrec.serving.server import deploy
+    from attnrec.serving.variants import Variant
+
+    version = {name: load_checkpoint(path).model_version for name, path in (("a", checkpoint), ("b", retrained))}
+    config = replace(service["config"], feedback_dir=str(tmp_path / "ab"),
+                     models=(Variant("a", str(checkpoint), 0.7), Variant("b", str(retrained), 0.3)))
+    users = [f"ab{u}" for u in range(5000)]
+    try:
+        deploy(config, service["serve_file"].with_models(config))
+        with RecommenderClient(f"127.0.0.1:{service['port']}", timeout=60) as c:
+            answers = [r for s in range(0, len(users), 1000) for r in c.recommend_batch(
+                [c.request(["i1", "i2"], 3, user_id=u) for u in users[s : s + 1000]]).responses]
+            shown = [r.model_version for r in answers]
+            assert set(shown) == set(version.values())
+            assert abs(shown.count(version["b"]) / len(users) - 0.3) < 0.02
+            for u, r in zip(users[:10], answers[:10]):  # a user keeps their model, call after call
+                assert c.recommend(["i3"], 2, user_id=u).model_version == r.model_version
+            pinned = c.recommend(["i1"], 2, user_id=users[0], model_name="b")
+            assert pinned.model_version == version["b"]
+            # users click the first item of every answer of b, and of every third answer of a
+            clicked = [(u, r) for i, (u, r) in enumerate(zip(users, answers))
+                       if r.model_version == version["b"] or i % 3 == 0]
+            for s in range(0, len(clicked), 1000):
+                c.feedback([ev(f"ab-{r.request_id}", u, r.items[0].item_id, "click", r.request_id)
+                            for u, r in clicked[s : s + 1000]])
+        report = wait_for(lambda: (r := ab_report(tmp_path / "ab"))["versions"].get(version["b"], {}).get(
+            "impressions", 0) >= 3 * shown.count(version["b"]) and r)
+        b, a = report["versions"][version["b"]], report["versions"][version["a"]]
+        assert b["clicks"] == shown.count(version["b"]) and a["clicks"] == sum(
+            1 for i, v in enumerate(shown) if v == version["a"] and i % 3 == 0)
+        assert report["control"] == version["a"] and report["comparisons"][version["b"]]["significant"]
+    finally:
+        deploy(service["config"], service["serve_file"])

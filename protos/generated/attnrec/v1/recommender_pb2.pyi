@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RecommendRequest(_message.Message):
-    __slots__ = ("user_id", "history", "user_features", "k", "candidate_item_ids", "include_history", "rerank", "rerank_weight")
+    __slots__ = ("user_id", "history", "user_features", "k", "candidate_item_ids", "include_history", "rerank", "rerank_weight", "model_name")
     class UserFeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,7 @@ class RecommendRequest(_message.Message):
     INCLUDE_HISTORY_FIELD_NUMBER: _ClassVar[int]
     RERANK_FIELD_NUMBER: _ClassVar[int]
     RERANK_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     history: _containers.RepeatedScalarFieldContainer[str]
     user_features: _containers.ScalarMap[str, str]
@@ -31,7 +32,8 @@ class RecommendRequest(_message.Message):
     include_history: bool
     rerank: str
     rerank_weight: float
-    def __init__(self, user_id: _Optional[str] = ..., history: _Optional[_Iterable[str]] = ..., user_features: _Optional[_Mapping[str, str]] = ..., k: _Optional[int] = ..., candidate_item_ids: _Optional[_Iterable[str]] = ..., include_history: _Optional[bool] = ..., rerank: _Optional[str] = ..., rerank_weight: _Optional[float] = ...) -> None: ...
+    model_name: str
+    def __init__(self, user_id: _Optional[str] = ..., history: _Optional[_Iterable[str]] = ..., user_features: _Optional[_Mapping[str, str]] = ..., k: _Optional[int] = ..., candidate_item_ids: _Optional[_Iterable[str]] = ..., include_history: _Optional[bool] = ..., rerank: _Optional[str] = ..., rerank_weight: _Optional[float] = ..., model_name: _Optional[str] = ...) -> None: ...
 
 class ScoredItem(_message.Message):
     __slots__ = ("item_id", "score")
@@ -82,7 +84,7 @@ class RecommendBatchResponse(_message.Message):
     def __init__(self, responses: _Optional[_Iterable[_Union[RecommendResponse, _Mapping]]] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
-    __slots__ = ("user_id", "history", "user_features", "item_id", "n_steps", "include_image", "include_html", "include_faithfulness", "methods", "top_k")
+    __slots__ = ("user_id", "history", "user_features", "item_id", "n_steps", "include_image", "include_html", "include_faithfulness", "methods", "top_k", "model_name")
     class UserFeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -100,6 +102,7 @@ class ExplainRequest(_message.Message):
     INCLUDE_FAITHFULNESS_FIELD_NUMBER: _ClassVar[int]
     METHODS_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     history: _containers.RepeatedScalarFieldContainer[str]
     user_features: _containers.ScalarMap[str, str]
@@ -110,7 +113,8 @@ class ExplainRequest(_message.Message):
     include_faithfulness: bool
     methods: _containers.RepeatedScalarFieldContainer[str]
     top_k: int
-    def __init__(self, user_id: _Optional[str] = ..., history: _Optional[_Iterable[str]] = ..., user_features: _Optional[_Mapping[str, str]] = ..., item_id: _Optional[str] = ..., n_steps: _Optional[int] = ..., include_image: _Optional[bool] = ..., include_html: _Optional[bool] = ..., include_faithfulness: _Optional[bool] = ..., methods: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ...) -> None: ...
+    model_name: str
+    def __init__(self, user_id: _Optional[str] = ..., history: _Optional[_Iterable[str]] = ..., user_features: _Optional[_Mapping[str, str]] = ..., item_id: _Optional[str] = ..., n_steps: _Optional[int] = ..., include_image: _Optional[bool] = ..., include_html: _Optional[bool] = ..., include_faithfulness: _Optional[bool] = ..., methods: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., model_name: _Optional[str] = ...) -> None: ...
 
 class Contribution(_message.Message):
     __slots__ = ("item_id", "position", "attention", "attention_heads", "rollout", "attribution", "combined", "deletion")
