@@ -31,7 +31,8 @@ def _deployments(threads: int) -> dict:
     return {"Recommender": {"num_replicas": 1, "max_ongoing_requests": 512, "ray_actor_options": actor,
                             "logging_config": {"enable_access_log": False}},
             "Explainer": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0}},
-            "FeedbackLog": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0}}}
+            "FeedbackLog": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0},
+                            "logging_config": {"enable_access_log": False}}}  # as serve.yaml
 
 
 def _saturated(config: BenchConfig, concurrency: int) -> dict:

@@ -162,8 +162,9 @@ def plot_report(report: dict, path: str | Path) -> Path:
                           [versions[v][f"{key}_high"] for v in names] - values], 0, None)
         colors = ["#DD8452" if v == report["control"] else "#4C72B0" for v in names]
         ax.bar(range(len(names)), values, yerr=errors, capsize=3, color=colors)
-        ax.set_xticks(range(len(names)), [f"{v}{' (control)' * (v == report['control'])}\n"
-                                          f"{versions[v]['impressions']} shown" for v in names], fontsize=7)
+        # a model_version (data-epoch-digest) is long: one part a line, so neighbours never overlap
+        ax.set_xticks(range(len(names)), ["\n".join(v.split("-")) + f"{' (control)' * (v == report['control'])}\n"
+                                          f"{versions[v]['impressions']:,} shown" for v in names], fontsize=7)
         ax.set_title(f"{title} per version, 95% interval", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
