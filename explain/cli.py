@@ -18,6 +18,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--n-steps", type=int, default=0,
                    help=f"integrated-gradients steps (default {ExplainConfig.n_steps})")
     e.add_argument("--seed", type=int, default=0, help="which users are sampled, and the random deletions")
+    e.add_argument("--counterfactual", action="store_true",
+                   help="instead: the smallest sets of history items that take each user's top-1 out of the "
+                        "top --rank, against removing the newest items one by one; sizes and search latency")
+    e.add_argument("--rank", type=int, default=10, help="with --counterfactual: the rank the item must leave")
+    e.add_argument("--max-size", type=int, default=5, help="with --counterfactual: largest set searched")
     e.add_argument("--out", type=Path, default=Path("runs/explain-eval"), help="directory for JSON and plot")
     e.set_defaults(run=cmd_explain_eval)
 
@@ -40,6 +45,8 @@ def cmd_explain_eval(args: argparse.Namespace) -> int:
     histories = [split.full.get(r)[:-1][-args.history:] for r in rows]  # the test-time history
     known = ckpt.users.lookup(list(np.asarray(users.ids)[split.full.users[rows] - 1]))
     user_inputs = [None if not ckpt.config.has_user_token else [c[u] for c in ckpt.user_codes] for u in known]
+    if args.counterfactual:
+        return _counterfactuals(args, ckpt, histories, user_inputs)
     config = ExplainConfig(n_steps=args.n_steps or ExplainConfig.n_steps)
     result = explain_eval(ckpt.model, histories, user_inputs, config=config, seed=args.seed)
     result["checkpoint"] = str(resolve_checkpoint(args.checkpoint))
@@ -59,6 +66,31 @@ def cmd_explain_eval(args: argparse.Namespace) -> int:
           f"|F(input) - F(baseline)| (p90 {100 * d['p90_rel']:.4f}%)")
     _plot(result, args.out / "explain_eval.png")
     print(f"written to {args.out}/explain_eval.json and explain_eval.png")
+    return 0
+
+
+def _counterfactuals(args: argparse.Namespace, ckpt, histories: list, user_inputs: list) -> int:
+    import torch
+
+    from attnrec.explain.counterfactual import CounterfactualConfig
+    from attnrec.explain.evaluate import counterfactual_eval
+
+    torch.set_num_threads(1)  # as one Explainer replica computes it
+    config = CounterfactualConfig(max_size=args.max_size, k=args.rank)
+    result = counterfactual_eval(ckpt.model, histories, user_inputs, config)
+    result.update(checkpoint=str(ckpt.metadata.get("model_version", "")), history=args.history, seed=args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "counterfactual_eval.json").write_text(json.dumps(result, indent=2))
+    print(f"{result['users']} users, top-1 item, history {args.history}: smallest set of history items whose "
+          f"removal takes it out of the top {config.k} (searched up to {config.max_size})")
+    print(f"{'':<20}" + "".join(f"{'<= ' + str(m):>8}" for m in range(1, config.max_size + 1)))
+    for name, key in (("search", "found_within"), ("newest first", "recency_within")):
+        print(f"{name:<20}" + "".join(f"{result[key][m]:>8.0%}"
+                                       for m in range(1, config.max_size + 1)))
+    print(f"median size {result['median_size']}; smaller than newest-first for {result['smaller_than_recency']:.0%} "
+          f"of users, larger for {result['larger_than_recency']}; search latency p50 "
+          f"{result['latency_ms']['p50']:.0f} ms, p95 {result['latency_ms']['p95']:.0f} ms (one thread)")
+    print(f"written to {args.out}/counterfactual_eval.json")
     return 0
 
 

@@ -9,6 +9,7 @@ of several draws).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from attnrec.explain.config import ExplainConfig
+from attnrec.explain.counterfactual import CounterfactualConfig, counterfactual, score_removals
 from attnrec.explain.explain import Explanation, explain
 from attnrec.explain.faithfulness import scores_without, top_k
 from attnrec.model.sasrec import SASRec
@@ -87,3 +89,51 @@ def explain_eval(model: SASRec, histories: list[np.ndarray], users: list[list[np
     return {"users": len(results), "ks": list(ks), "n_steps": config.n_steps, "methods": rows,
             "convergence_delta": {"median_abs": float(np.median(deltas)), "median_rel": float(np.median(rel)),
                                   "p90_rel": float(np.quantile(rel, 0.9))}}
+
+
+def counterfactual_eval(model: SASRec, histories: list[np.ndarray], users: list[list[np.ndarray] | None],
+                        config: CounterfactualConfig = CounterfactualConfig(), progress: bool = True) -> dict:
+    """Counterfactual sets for each user's top-1 item against greedy recency (remove the newest
+    items one by one until the item leaves the top k): sizes found, and the search's latency."""
+    sizes, recency, seconds = [], [], []
+    for history, user in tqdm(list(zip(histories, users)), desc="counterfactuals", unit="user",
+                              disable=not progress):
+        with torch.inference_mode():
+            seq = torch.as_tensor(history[None, :], device=model.item_emb.weight.device)
+            u = None if user is None else [torch.as_tensor(np.asarray(c)[None]) for c in user]
+            scores = model.score_all(seq, u)[0]
+            scores[torch.as_tensor(history)] = float("-inf")
+            target = int(scores.argmax())
+        started = time.perf_counter()
+        found = counterfactual(model, history, user, target, config)
+        seconds.append(time.perf_counter() - started)
+        sizes.append(len(found.positions) if found.found else None)
+        recency.append(recency_size(model, history, user, target, config))
+    found_sizes = np.array([s for s in sizes if s is not None])
+    both = [(s, r) for s, r in zip(sizes, recency) if s is not None and r is not None]
+    n = len(sizes)
+    return {
+        "users": n, "k": config.k, "max_size": config.max_size,
+        "found_within": {m: float(np.mean([s is not None and s <= m for s in sizes]))
+                         for m in range(1, config.max_size + 1)},
+        "recency_within": {m: float(np.mean([r is not None and r <= m for r in recency]))
+                           for m in range(1, config.max_size + 1)},
+        "median_size": float(np.median(found_sizes)) if len(found_sizes) else None,
+        "larger_than_recency": sum(s > r for s, r in both),
+        "smaller_than_recency": float(np.mean([r is None or (s is not None and s < r)
+                                               for s, r in zip(sizes, recency)])),
+        "latency_ms": {"p50": 1000 * float(np.quantile(seconds, 0.5)), "p95": 1000 * float(np.quantile(seconds, 0.95))},
+    }
+
+
+def recency_size(model: SASRec, history: np.ndarray, user: list[np.ndarray] | None, target: int,
+                 config: CounterfactualConfig) -> int | None:
+    """How many of the newest items must go, newest first, before `target` leaves the top k
+    (None: more than max_size)."""
+    n = len(history)
+    device = model.item_emb.weight.device
+    user_t = None if user is None else [torch.as_tensor(np.asarray(c), device=device)[None] for c in user]
+    sets = [tuple(range(n - s, n)) for s in range(1, min(config.max_size, n) + 1)]
+    scored = score_removals(model, np.asarray(history, dtype=np.int64), user_t, target, sets, config.k, config.batch)
+    out = np.flatnonzero(scored.margin < 0)
+    return int(out[0]) + 1 if len(out) else None

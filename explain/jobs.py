@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from attnrec.explain.config import ExplainConfig
+from attnrec.explain.counterfactual import Counterfactual, CounterfactualConfig, counterfactual
 from attnrec.explain.explain import Explanation, explain_batch
 from attnrec.explain.faithfulness import Comprehensiveness, comprehensiveness
 from attnrec.explain.features import feature_attributions
@@ -35,6 +36,8 @@ class ExplainJob:
     integrated: bool  # run integrated gradients (and feature attributions)
     deletion: bool  # run single-position deletion (the combined score builds on it)
     faithfulness: bool  # measure comprehensiveness of the combined ranking
+    seen: np.ndarray | None = None  # every known history item, oldest first (the window is its end)
+    counterfactual: CounterfactualConfig | None = None  # search one per target (needs `seen`)
 
     @property
     def group(self) -> tuple[int, bool, bool]:
@@ -49,6 +52,7 @@ class Explained:
     explanation: Explanation
     features: list[tuple[str, str, float]]  # (feature, value, attribution); empty when IG did not run
     faithfulness: Comprehensiveness | None  # None unless the job asked for it
+    counterfactual: Counterfactual | None = None  # None unless the job asked for it
 
 
 def explain_jobs(ckpt: Checkpoint, jobs: Sequence[ExplainJob],
@@ -83,7 +87,11 @@ def _explain_together(ckpt: Checkpoint, jobs: Sequence[ExplainJob], config: Expl
     for (job, _), e in zip(pairs, explanations):
         features = _features(ckpt, job, e) if job.integrated else []
         faithful = comprehensiveness(ckpt.model, job.history, job.user, e) if job.faithfulness else None
-        out[id(job)].append(Explained(e, features, faithful))
+        found = None
+        if job.counterfactual is not None:
+            found = counterfactual(ckpt.model, job.seen if job.seen is not None else job.history, job.user,
+                                   e.target, job.counterfactual)
+        out[id(job)].append(Explained(e, features, faithful, found))
     return [out[id(job)] for job in jobs]
 
 

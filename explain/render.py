@@ -12,9 +12,12 @@ import numpy as np
 from attnrec.explain.explain import Explanation
 
 
-def png(e: Explanation, labels: Sequence[str], title: str) -> bytes:
+def png(e: Explanation, labels: Sequence[str], title: str, removed: frozenset[int] = frozenset(),
+        note: str = "") -> bytes:
     """Heatmap of attention from the final position (one row per layer x head, then rollout),
-    above bars of the IG attribution and the combined score, one column per position."""
+    above bars of the IG attribution and the combined score, one column per position.
+    `removed`: positions (indices of `labels`) of a counterfactual set, marked in red and
+    explained by `note` under the picture."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -40,7 +43,16 @@ def png(e: Explanation, labels: Sequence[str], title: str) -> bytes:
         ax.set_ylabel(name, fontsize=7)
         ax.set_xlim(-0.5, T - 0.5)
         ax.set_xticks([])
-    axes[2].set_xticks(range(T), labels, rotation=75, fontsize=6)
+    axes[2].set_xticks(range(T), [f"\u2717 {label}" if i in removed else label for i, label in enumerate(labels)],
+                       rotation=75, fontsize=6)
+    for i, tick in enumerate(axes[2].get_xticklabels()):
+        if i in removed:
+            tick.set_color("#c1121f")
+            tick.set_fontweight("bold")
+            for ax in axes[1:]:
+                ax.axvspan(i - 0.5, i + 0.5, color="#c1121f", alpha=0.12, linewidth=0)
+    if note:
+        axes[2].set_xlabel(note, fontsize=7, color="#c1121f")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")  # keeps the colour bar
@@ -57,15 +69,17 @@ def _score_line(e: Explanation) -> str:
 
 
 def html_page(e: Explanation, labels: Sequence[str], title: str, features: Sequence[tuple[str, str, float]],
-              picture: bytes | None = None) -> str:
-    """A self-contained HTML page: per-position table with shaded cells, top features, the PNG."""
+              picture: bytes | None = None, removed: frozenset[int] = frozenset(), note: str = "") -> str:
+    """A self-contained HTML page: per-position table with shaded cells (a counterfactual set
+    marked, `note` saying what it means), top features, the PNG."""
     def shade(v: float, top: float) -> str:
         a = min(1.0, abs(v) / top) if top > 0 else 0.0
         return f"rgba({'42,157,143' if v >= 0 else '231,111,81'},{a:.2f})"
 
     top = float(np.abs(e.combined).max()) or 1.0
     rows = "".join(
-        f"<tr><td>{html.escape(label)}</td><td>{e.attention[i]:.3f}</td><td>{e.rollout[i]:.3f}</td>"
+        f"<tr><td>{'&#10007; ' * (i in removed)}{html.escape(label)}</td><td>{e.attention[i]:.3f}</td>"
+        f"<td>{e.rollout[i]:.3f}</td>"
         f"<td>{e.attribution[i]:+.3f}</td>"
         f"<td style='background:{shade(e.combined[i], top)}'>{e.combined[i]:+.3f}</td></tr>"
         for i, label in enumerate(labels)
@@ -79,6 +93,7 @@ def html_page(e: Explanation, labels: Sequence[str], title: str, features: Seque
             "td:first-child{text-align:left}</style>"
             f"</head><body><h2>{html.escape(title)}</h2>"
             f"<p>{html.escape(_score_line(e))}</p>"
+            + (f"<p style='color:#c1121f'>{html.escape(note)}</p>" if note else "") +
             "<table><tr><th>history (oldest first)</th><th>attention</th><th>rollout</th><th>IG</th>"
             "<th>combined</th></tr>"
             f"{rows}</table><h3>Features</h3><table><tr><th>feature</th><th>value</th><th>IG</th></tr>{feats}</table>"

@@ -6,9 +6,11 @@ explain.jobs'.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from attnrec.explain.config import ExplainConfig
+from attnrec.explain.counterfactual import Counterfactual, CounterfactualConfig
 from attnrec.explain.jobs import Explained, ExplainJob, explain_jobs
 from attnrec.explain.render import html_page, png
 from attnrec.model.checkpoint import Checkpoint
@@ -17,7 +19,10 @@ from attnrec.serving.config import ServingConfig
 from attnrec.serving.ranking import rank
 from attnrec.v1 import recommender_pb2 as pb
 
+log = logging.getLogger(__name__)
+
 USER_TOKEN = "<user>"
+MAX_COUNTERFACTUAL_SIZE = 10  # the search grows with it; past 10 an answer says little to a person
 METHODS = ("ig", "deletion", "combined")  # the costly ones; attention and rollout always come along
 
 
@@ -29,6 +34,8 @@ class ExplainQuery:
     include_image: bool
     include_html: bool
     unknown_item_ids: tuple[str, ...]
+    request: pb.ExplainRequest  # as sent: counterfactuals name its history entries
+    known_at: tuple[int, ...]  # where each known history item sits in request.history
 
 
 def decode_explain(req: pb.ExplainRequest, model, catalog: Catalog, config: ServingConfig) -> ExplainQuery:
@@ -43,6 +50,14 @@ def decode_explain(req: pb.ExplainRequest, model, catalog: Catalog, config: Serv
     top_k = req.top_k or 1
     if not 1 <= top_k <= config.max_explain_top_k:
         raise InvalidArgument("top_k", f"must be 0 (= 1) or 1..{config.max_explain_top_k}, got {req.top_k}")
+    max_size = req.counterfactual_max_size or CounterfactualConfig.max_size
+    if not 1 <= max_size <= MAX_COUNTERFACTUAL_SIZE:
+        raise InvalidArgument("counterfactual_max_size", f"must be 0 (= {CounterfactualConfig.max_size}) "
+                              f"or 1..{MAX_COUNTERFACTUAL_SIZE}, got {req.counterfactual_max_size}")
+    leave = req.counterfactual_rank or CounterfactualConfig.k
+    if not 1 <= leave <= config.max_k:
+        raise InvalidArgument("counterfactual_rank", f"must be 0 (= {CounterfactualConfig.k}) "
+                              f"or 1..{config.max_k}, got {req.counterfactual_rank}")
     if req.item_id and req.item_id not in catalog.item_index:
         raise InvalidArgument("item_id", f"unknown item {shorten(req.item_id)}")
     query = decode_recommend(pb.RecommendRequest(user_id=req.user_id, history=req.history, k=top_k,
@@ -56,15 +71,56 @@ def decode_explain(req: pb.ExplainRequest, model, catalog: Catalog, config: Serv
     integrated = "ig" in methods
     job = ExplainJob(query.history, query.user, targets, n_steps, integrated,
                      deletion=bool(methods & {"deletion", "combined"}) or req.include_faithfulness,
-                     faithfulness=req.include_faithfulness)
-    return ExplainQuery(job, req.include_image, req.include_html, query.unknown_item_ids)
+                     faithfulness=req.include_faithfulness, seen=query.seen,
+                     counterfactual=CounterfactualConfig(max_size, leave) if req.counterfactual else None)
+    known_at = tuple(i for i, h in enumerate(req.history) if h in catalog.item_index)
+    return ExplainQuery(job, req.include_image, req.include_html, query.unknown_item_ids, req, known_at)
 
 
-def encode_explain(q: ExplainQuery, x: Explained, catalog: Catalog) -> pb.ExplainResponse:
+def checked_counterfactual(q: ExplainQuery, found: Counterfactual, target: int, model, catalog: Catalog,
+                           config: ServingConfig) -> pb.Counterfactual:
+    """The search's answer in the request's terms, after the check a caller would make: Recommend
+    with those history entries left out and k = the rank must not return the item. A set that
+    fails it (possible only when the server re-ranks by default) is not returned."""
+    positions = [q.known_at[p] for p in found.positions]
+    out = pb.Counterfactual(found=found.found, positions=positions,
+                            item_ids=[q.request.history[p] for p in positions],
+                            new_top_item_id=catalog.item_ids[found.new_top], new_rank=found.new_rank,
+                            sets_scored=found.sets_scored)
+    if not found.found:
+        return out
+    drop = set(positions)
+    without = pb.RecommendRequest(user_id=q.request.user_id, user_features=q.request.user_features,
+                                  history=[h for i, h in enumerate(q.request.history) if i not in drop],
+                                  k=q.job.counterfactual.k)
+    answer = rank(model, [decode_recommend(without, catalog, config)])[0]
+    if target in answer.items:
+        log.warning("a counterfactual set did not survive the check through Recommend; answered as not found")
+        return pb.Counterfactual(found=False, new_top_item_id=out.new_top_item_id, sets_scored=found.sets_scored)
+    return out
+
+
+def _marked(q: ExplainQuery, cf: pb.Counterfactual | None, user_token: bool) -> tuple[frozenset[int], str]:
+    """The picture's columns of a found counterfactual set, and the line that says what they mean."""
+    if cf is None or not cf.found:
+        return frozenset(), ""
+    first = len(q.known_at) - len(q.job.history)  # where the explained window starts among known items
+    columns = {q.known_at.index(p) - first + user_token for p in cf.positions}
+    outside = len(cf.positions) - len({c for c in columns if c >= user_token})
+    note = (f"without the {len(cf.positions)} marked item{'s' * (len(cf.positions) > 1)}"
+            f"{f' ({outside} older than the window shown)' if outside else ''} it would rank {cf.new_rank}, "
+            f"not in the top {q.job.counterfactual.k}; first would be {cf.new_top_item_id}")
+    return frozenset(c for c in columns if c >= user_token), note
+
+
+def encode_explain(q: ExplainQuery, x: Explained, catalog: Catalog,
+                   counterfactual: pb.Counterfactual | None = None) -> pb.ExplainResponse:
+    """The answer for one explained item; `counterfactual` (checked) is carried and drawn."""
     e = x.explanation
     items = catalog.item_ids[q.job.history].tolist()
     labels = ([USER_TOKEN] if e.has_user_token else []) + items
     positions = ([-1] if e.has_user_token else []) + list(range(len(items)))
+    removed, note = _marked(q, counterfactual, e.has_user_token)
     contributions = [
         pb.Contribution(item_id=label, position=pos, attention=e.attention[i], attention_heads=e.attention_heads[:, i],
                         rollout=e.rollout[i], attribution=e.attribution[i], combined=e.combined[i],
@@ -72,14 +128,16 @@ def encode_explain(q: ExplainQuery, x: Explained, catalog: Catalog) -> pb.Explai
         for i, (label, pos) in enumerate(zip(labels, positions))
     ]
     title = f"why item {catalog.item_ids[e.target]} (score {e.score:.2f})"
-    picture = png(e, labels, title) if (q.include_image or q.include_html) else b""
+    picture = png(e, labels, title, removed, note) if (q.include_image or q.include_html) else b""
     response = pb.ExplainResponse(
         item_id=catalog.item_ids[e.target], score=e.score, contributions=contributions,
         feature_attributions=[pb.FeatureAttribution(feature=f, value=v, attribution=a) for f, v, a in x.features],
         n_steps=e.n_steps, image_png=picture if q.include_image else b"",
-        html=html_page(e, labels, title, x.features, picture) if q.include_html else "",
+        html=html_page(e, labels, title, x.features, picture, removed, note) if q.include_html else "",
         unknown_item_ids=q.unknown_item_ids, model_version=catalog.model_version,
     )
+    if counterfactual is not None:
+        response.counterfactual.CopyFrom(counterfactual)
     if e.convergence_delta is not None:  # unset when IG did not run
         response.convergence_delta = e.convergence_delta
         response.baseline_score = e.baseline_score
@@ -106,7 +164,8 @@ def answer_explains(requests: list[pb.ExplainRequest], ckpt: Checkpoint, catalog
             answers[i] = result
             continue
         try:
-            first, *more = (encode_explain(q, x, catalog) for x in result)
+            first, *more = (encode_explain(q, x, catalog, None if x.counterfactual is None else checked_counterfactual(
+                q, x.counterfactual, x.explanation.target, ckpt.model, catalog, config)) for x in result)
             first.more.extend(more)
             answers[i] = first
         except Exception as e:  # noqa: BLE001 (drawing or encoding failed for this request only)

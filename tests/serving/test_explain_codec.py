@@ -46,8 +46,35 @@ def test_batched_answers_isolate_bad_requests(ckpt):
     assert answers[0] == answers[2]
 
 
+def test_a_counterfactual_names_entries_of_the_history_as_sent_and_holds_through_recommend(ckpt):
+    """Unknown ids stay in the history the client sent; the positions index that list, and
+    Recommend without those entries (k = the rank) does not return the explained item."""
+    catalog = Catalog(ckpt)
+    history = ["i3", "unknown-1", "i8", "i13", "unknown-2", "i21", "i34", "i55"]
+    r = answer_explain(pb.ExplainRequest(history=history, n_steps=8, methods=["deletion"], counterfactual=True,
+                                         counterfactual_rank=3, top_k=2), ckpt, catalog, CONFIG)
+    for answer in (r, *r.more):
+        cf = answer.counterfactual
+        assert cf.sets_scored > 0
+        if not cf.found:
+            continue
+        assert [history[p] for p in cf.positions] == list(cf.item_ids) and "unknown-1" not in cf.item_ids
+        kept = [h for i, h in enumerate(history) if i not in set(cf.positions)]
+        again = rank(ckpt.model, [decode_recommend(pb.RecommendRequest(history=kept, k=3), catalog, CONFIG)])[0]
+        assert catalog.item_index[answer.item_id] not in again.items.tolist() and cf.new_rank > 3
+    assert r.counterfactual.found  # the top-1 of a tiny model leaves the top 3 without a few items
+    drawn = answer_explain(pb.ExplainRequest(history=history, n_steps=8, methods=["deletion"], counterfactual=True,
+                                             counterfactual_rank=3, include_html=True), ckpt, catalog, CONFIG)
+    assert drawn.html.count("&#10007; ") == len(drawn.counterfactual.positions) > 0
+    assert f"not in the top 3; first would be {drawn.counterfactual.new_top_item_id}" in drawn.html
+    assert not ask(ckpt).HasField("counterfactual")  # only when asked
+
+
 @pytest.mark.parametrize("kw, field", [(dict(top_k=11), "top_k"), (dict(methods=["lime"]), "methods"),
-                                       (dict(n_steps=1000), "n_steps"), (dict(item_id="nope"), "item_id")])
+                                       (dict(n_steps=1000), "n_steps"), (dict(item_id="nope"), "item_id"),
+                                       (dict(counterfactual=True, counterfactual_max_size=11),
+                                        "counterfactual_max_size"),
+                                       (dict(counterfactual_rank=-1), "counterfactual_rank")])
 def test_bad_explain_fields_are_named(ckpt, kw, field):
     with pytest.raises(InvalidArgument) as e:
         answer_explain(pb.ExplainRequest(history=HISTORY, **kw), ckpt, Catalog(ckpt), CONFIG)
@@ -79,7 +106,7 @@ def test_a_fault_in_one_request_fails_only_that_request(ckpt, monkeypatch):
 
     monkeypatch.setattr(jobs, "explain_batch", real_batch)
     together = answer_explains([good[0], bad, good[1]], ckpt, catalog, CONFIG)  # one batch, nothing failing
-    monkeypatch.setattr(codec, "png", lambda e, labels, title: (_ for _ in ()).throw(ValueError("no canvas"))
-                        if "i32" in title else real_png(e, labels, title))
+    monkeypatch.setattr(codec, "png", lambda e, labels, title, *marks: (_ for _ in ()).throw(ValueError("no canvas"))
+                        if "i32" in title else real_png(e, labels, title, *marks))
     answers = answer_explains([good[0], bad, good[1]], ckpt, catalog, CONFIG)
     assert isinstance(answers[1], ValueError) and answers[0] == together[0] and answers[2] == together[2]

@@ -17,6 +17,7 @@ from attnrec.serving.client import RecommenderClient
 from attnrec.serving.codec import Catalog, decode_recommend
 from attnrec.serving.config import DEFAULT_CONFIG
 from attnrec.serving.ranking import rank
+from attnrec.v1 import recommender_pb2 as pb
 from tests.serving.live import LOOPBACK, direct_target, listening, options, redeploy
 
 pytestmark = pytest.mark.integration
@@ -168,6 +169,25 @@ def test_explain_over_grpc(client):
         with pytest.raises(grpc.RpcError) as e:
             client.explain(**{"history": ["i20"], **bad})
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and e.value.details().startswith(field)
+
+
+def test_a_counterfactual_holds_when_the_client_recommends_without_it(client):
+    """What the contract promises a caller: Recommend with the history minus the returned
+    entries, and k = the rank, never returns the explained item."""
+    history = ["i3", "i8", "nope", "i13", "i21", "i34", "i55", "i89"]
+    r = client.stub.Explain(pb.ExplainRequest(history=history, methods=["deletion"], counterfactual=True,
+                                              counterfactual_rank=5, top_k=3), timeout=120)
+    checked = 0
+    for answer in (r, *r.more):
+        cf = answer.counterfactual
+        if cf.found:
+            kept = [h for i, h in enumerate(history) if i not in set(cf.positions)]
+            assert answer.item_id not in [i.item_id for i in client.recommend(kept, k=5).items]
+            checked += 1
+    assert checked
+    with pytest.raises(grpc.RpcError) as e:
+        client.stub.Explain(pb.ExplainRequest(history=history, counterfactual=True, counterfactual_rank=5000))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and e.value.details().startswith("counterfactual_rank")
 
 
 METHOD_SETS = [(), ("ig",), ("deletion",), ("combined",), ("ig", "deletion")]

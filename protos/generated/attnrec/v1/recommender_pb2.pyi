@@ -84,7 +84,7 @@ class RecommendBatchResponse(_message.Message):
     def __init__(self, responses: _Optional[_Iterable[_Union[RecommendResponse, _Mapping]]] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
-    __slots__ = ("user_id", "history", "user_features", "item_id", "n_steps", "include_image", "include_html", "include_faithfulness", "methods", "top_k", "model_name")
+    __slots__ = ("user_id", "history", "user_features", "item_id", "n_steps", "include_image", "include_html", "include_faithfulness", "methods", "top_k", "model_name", "counterfactual", "counterfactual_max_size", "counterfactual_rank")
     class UserFeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +103,9 @@ class ExplainRequest(_message.Message):
     METHODS_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    COUNTERFACTUAL_FIELD_NUMBER: _ClassVar[int]
+    COUNTERFACTUAL_MAX_SIZE_FIELD_NUMBER: _ClassVar[int]
+    COUNTERFACTUAL_RANK_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     history: _containers.RepeatedScalarFieldContainer[str]
     user_features: _containers.ScalarMap[str, str]
@@ -114,7 +117,10 @@ class ExplainRequest(_message.Message):
     methods: _containers.RepeatedScalarFieldContainer[str]
     top_k: int
     model_name: str
-    def __init__(self, user_id: _Optional[str] = ..., history: _Optional[_Iterable[str]] = ..., user_features: _Optional[_Mapping[str, str]] = ..., item_id: _Optional[str] = ..., n_steps: _Optional[int] = ..., include_image: _Optional[bool] = ..., include_html: _Optional[bool] = ..., include_faithfulness: _Optional[bool] = ..., methods: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., model_name: _Optional[str] = ...) -> None: ...
+    counterfactual: bool
+    counterfactual_max_size: int
+    counterfactual_rank: int
+    def __init__(self, user_id: _Optional[str] = ..., history: _Optional[_Iterable[str]] = ..., user_features: _Optional[_Mapping[str, str]] = ..., item_id: _Optional[str] = ..., n_steps: _Optional[int] = ..., include_image: _Optional[bool] = ..., include_html: _Optional[bool] = ..., include_faithfulness: _Optional[bool] = ..., methods: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., model_name: _Optional[str] = ..., counterfactual: _Optional[bool] = ..., counterfactual_max_size: _Optional[int] = ..., counterfactual_rank: _Optional[int] = ...) -> None: ...
 
 class Contribution(_message.Message):
     __slots__ = ("item_id", "position", "attention", "attention_heads", "rollout", "attribution", "combined", "deletion")
@@ -159,7 +165,7 @@ class Faithfulness(_message.Message):
     def __init__(self, k: _Optional[int] = ..., combined_drop: _Optional[float] = ..., recent_drop: _Optional[float] = ..., random_drop: _Optional[float] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
-    __slots__ = ("item_id", "score", "baseline_score", "contributions", "feature_attributions", "convergence_delta", "n_steps", "faithfulness", "image_png", "html", "unknown_item_ids", "model_version", "more")
+    __slots__ = ("item_id", "score", "baseline_score", "contributions", "feature_attributions", "convergence_delta", "n_steps", "faithfulness", "image_png", "html", "unknown_item_ids", "model_version", "more", "counterfactual")
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     BASELINE_SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -173,6 +179,7 @@ class ExplainResponse(_message.Message):
     UNKNOWN_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     MORE_FIELD_NUMBER: _ClassVar[int]
+    COUNTERFACTUAL_FIELD_NUMBER: _ClassVar[int]
     item_id: str
     score: float
     baseline_score: float
@@ -186,7 +193,24 @@ class ExplainResponse(_message.Message):
     unknown_item_ids: _containers.RepeatedScalarFieldContainer[str]
     model_version: str
     more: _containers.RepeatedCompositeFieldContainer[ExplainResponse]
-    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., baseline_score: _Optional[float] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., feature_attributions: _Optional[_Iterable[_Union[FeatureAttribution, _Mapping]]] = ..., convergence_delta: _Optional[float] = ..., n_steps: _Optional[int] = ..., faithfulness: _Optional[_Union[Faithfulness, _Mapping]] = ..., image_png: _Optional[bytes] = ..., html: _Optional[str] = ..., unknown_item_ids: _Optional[_Iterable[str]] = ..., model_version: _Optional[str] = ..., more: _Optional[_Iterable[_Union[ExplainResponse, _Mapping]]] = ...) -> None: ...
+    counterfactual: Counterfactual
+    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., baseline_score: _Optional[float] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., feature_attributions: _Optional[_Iterable[_Union[FeatureAttribution, _Mapping]]] = ..., convergence_delta: _Optional[float] = ..., n_steps: _Optional[int] = ..., faithfulness: _Optional[_Union[Faithfulness, _Mapping]] = ..., image_png: _Optional[bytes] = ..., html: _Optional[str] = ..., unknown_item_ids: _Optional[_Iterable[str]] = ..., model_version: _Optional[str] = ..., more: _Optional[_Iterable[_Union[ExplainResponse, _Mapping]]] = ..., counterfactual: _Optional[_Union[Counterfactual, _Mapping]] = ...) -> None: ...
+
+class Counterfactual(_message.Message):
+    __slots__ = ("found", "positions", "item_ids", "new_top_item_id", "new_rank", "sets_scored")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
+    NEW_TOP_ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    NEW_RANK_FIELD_NUMBER: _ClassVar[int]
+    SETS_SCORED_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    positions: _containers.RepeatedScalarFieldContainer[int]
+    item_ids: _containers.RepeatedScalarFieldContainer[str]
+    new_top_item_id: str
+    new_rank: int
+    sets_scored: int
+    def __init__(self, found: _Optional[bool] = ..., positions: _Optional[_Iterable[int]] = ..., item_ids: _Optional[_Iterable[str]] = ..., new_top_item_id: _Optional[str] = ..., new_rank: _Optional[int] = ..., sets_scored: _Optional[int] = ...) -> None: ...
 
 class FeedbackEvent(_message.Message):
     __slots__ = ("event_id", "request_id", "user_id", "item_id", "event_type", "timestamp_ms", "value")
