@@ -69,9 +69,10 @@ def _score_line(e: Explanation) -> str:
 
 
 def html_page(e: Explanation, labels: Sequence[str], title: str, features: Sequence[tuple[str, str, float]],
-              picture: bytes | None = None, removed: frozenset[int] = frozenset(), note: str = "") -> str:
-    """A self-contained HTML page: per-position table with shaded cells (a counterfactual set
-    marked, `note` saying what it means), top features, the PNG."""
+              picture: bytes | None = None, removed: frozenset[int] = frozenset(), note: str = "",
+              reason: str = "") -> str:
+    """A self-contained HTML page: the reason sentence, per-position table with shaded cells (a
+    counterfactual set marked, `note` saying what it means), top features, the PNG."""
     def shade(v: float, top: float) -> str:
         a = min(1.0, abs(v) / top) if top > 0 else 0.0
         return f"rgba({'42,157,143' if v >= 0 else '231,111,81'},{a:.2f})"
@@ -92,6 +93,7 @@ def html_page(e: Explanation, labels: Sequence[str], title: str, features: Seque
             "td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}"
             "td:first-child{text-align:left}</style>"
             f"</head><body><h2>{html.escape(title)}</h2>"
+            + (f"<p><b>{html.escape(reason)}</b></p>" if reason else "") +
             f"<p>{html.escape(_score_line(e))}</p>"
             + (f"<p style='color:#c1121f'>{html.escape(note)}</p>" if note else "") +
             "<table><tr><th>history (oldest first)</th><th>attention</th><th>rollout</th><th>IG</th>"

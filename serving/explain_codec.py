@@ -9,9 +9,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import numpy as np
+
 from attnrec.explain.config import ExplainConfig
 from attnrec.explain.counterfactual import Counterfactual, CounterfactualConfig
 from attnrec.explain.jobs import Explained, ExplainJob, explain_jobs
+from attnrec.explain.reason import reason
 from attnrec.explain.render import html_page, png
 from attnrec.model.checkpoint import Checkpoint
 from attnrec.serving.codec import Catalog, InvalidArgument, decode_recommend, shorten
@@ -113,6 +116,28 @@ def _marked(q: ExplainQuery, cf: pb.Counterfactual | None, user_token: bool) -> 
     return frozenset(c for c in columns if c >= user_token), note
 
 
+REASON_ITEMS = 2  # history items a reason names when no counterfactual was found
+REASON_FEATURES = 2
+
+
+def _reason(e, labels: list[str], features: list[tuple[str, str, float]], cf: pb.Counterfactual | None,
+            leave: int | None) -> str:
+    """The sentence of `explain.reason` from what this explanation measured (`leave`: the rank a
+    counterfactual was asked to take the item out of)."""
+    if cf is not None and cf.found:
+        items, k = list(cf.item_ids), leave
+    else:
+        scores = e.combined if e.deletion.any() else e.attribution if e.convergence_delta is not None else None
+        if scores is None:
+            return ""
+        s = e.item_slice
+        history = np.asarray(labels[s.start :])
+        best = [i for i in np.argsort(-scores[s], kind="stable")[:REASON_ITEMS] if scores[s][i] > 0]
+        items, k = history[sorted(best)].tolist(), None
+    named = [(f, v) for f, v, a in sorted(features, key=lambda t: -t[2]) if a > 0 and f != "item_id"]
+    return reason(items, named[:REASON_FEATURES], k)
+
+
 def encode_explain(q: ExplainQuery, x: Explained, catalog: Catalog,
                    counterfactual: pb.Counterfactual | None = None) -> pb.ExplainResponse:
     """The answer for one explained item; `counterfactual` (checked) is carried and drawn."""
@@ -128,14 +153,16 @@ def encode_explain(q: ExplainQuery, x: Explained, catalog: Catalog,
         for i, (label, pos) in enumerate(zip(labels, positions))
     ]
     title = f"why item {catalog.item_ids[e.target]} (score {e.score:.2f})"
+    sentence = _reason(e, labels, x.features, counterfactual, q.job.counterfactual.k if q.job.counterfactual else None)
     picture = png(e, labels, title, removed, note) if (q.include_image or q.include_html) else b""
     response = pb.ExplainResponse(
         item_id=catalog.item_ids[e.target], score=e.score, contributions=contributions,
         feature_attributions=[pb.FeatureAttribution(feature=f, value=v, attribution=a) for f, v, a in x.features],
         n_steps=e.n_steps, image_png=picture if q.include_image else b"",
-        html=html_page(e, labels, title, x.features, picture, removed, note) if q.include_html else "",
+        html=html_page(e, labels, title, x.features, picture, removed, note, sentence) if q.include_html else "",
         unknown_item_ids=q.unknown_item_ids, model_version=catalog.model_version,
     )
+    response.reason = sentence
     if counterfactual is not None:
         response.counterfactual.CopyFrom(counterfactual)
     if e.convergence_delta is not None:  # unset when IG did not run

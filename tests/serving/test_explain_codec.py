@@ -63,6 +63,9 @@ def test_a_counterfactual_names_entries_of_the_history_as_sent_and_holds_through
         again = rank(ckpt.model, [decode_recommend(pb.RecommendRequest(history=kept, k=3), catalog, CONFIG)])[0]
         assert catalog.item_index[answer.item_id] not in again.items.tolist() and cf.new_rank > 3
     assert r.counterfactual.found  # the top-1 of a tiny model leaves the top 3 without a few items
+    assert r.reason.startswith(f"Recommended because of {r.counterfactual.item_ids[0]}")
+    assert r.reason.endswith("this item would not be in your top 3.")
+    assert "without" not in ask(ckpt).reason and ask(ckpt).reason.startswith("Recommended because of")
     drawn = answer_explain(pb.ExplainRequest(history=history, n_steps=8, methods=["deletion"], counterfactual=True,
                                              counterfactual_rank=3, include_html=True), ckpt, catalog, CONFIG)
     assert drawn.html.count("&#10007; ") == len(drawn.counterfactual.positions) > 0

@@ -212,6 +212,7 @@ def test_every_explain_option_combination_answers_with_exactly_its_fields(client
         assert r.image_png.startswith(b"\x89PNG") == image and (not image) == (r.image_png == b""), case
         assert bool(r.html) == page and (not page or ("convergence delta" in r.html) == ig), case
         assert r.HasField("faithfulness") == faithful, case
+        assert r.reason.startswith("Recommended") and not r.HasField("counterfactual"), case
 
 
 def test_concurrent_explanations_are_batched(client):

@@ -165,7 +165,7 @@ class Faithfulness(_message.Message):
     def __init__(self, k: _Optional[int] = ..., combined_drop: _Optional[float] = ..., recent_drop: _Optional[float] = ..., random_drop: _Optional[float] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
-    __slots__ = ("item_id", "score", "baseline_score", "contributions", "feature_attributions", "convergence_delta", "n_steps", "faithfulness", "image_png", "html", "unknown_item_ids", "model_version", "more", "counterfactual")
+    __slots__ = ("item_id", "score", "baseline_score", "contributions", "feature_attributions", "convergence_delta", "n_steps", "faithfulness", "image_png", "html", "unknown_item_ids", "model_version", "more", "counterfactual", "reason")
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     BASELINE_SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -180,6 +180,7 @@ class ExplainResponse(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     MORE_FIELD_NUMBER: _ClassVar[int]
     COUNTERFACTUAL_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     item_id: str
     score: float
     baseline_score: float
@@ -194,7 +195,8 @@ class ExplainResponse(_message.Message):
     model_version: str
     more: _containers.RepeatedCompositeFieldContainer[ExplainResponse]
     counterfactual: Counterfactual
-    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., baseline_score: _Optional[float] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., feature_attributions: _Optional[_Iterable[_Union[FeatureAttribution, _Mapping]]] = ..., convergence_delta: _Optional[float] = ..., n_steps: _Optional[int] = ..., faithfulness: _Optional[_Union[Faithfulness, _Mapping]] = ..., image_png: _Optional[bytes] = ..., html: _Optional[str] = ..., unknown_item_ids: _Optional[_Iterable[str]] = ..., model_version: _Optional[str] = ..., more: _Optional[_Iterable[_Union[ExplainResponse, _Mapping]]] = ..., counterfactual: _Optional[_Union[Counterfactual, _Mapping]] = ...) -> None: ...
+    reason: str
+    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., baseline_score: _Optional[float] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., feature_attributions: _Optional[_Iterable[_Union[FeatureAttribution, _Mapping]]] = ..., convergence_delta: _Optional[float] = ..., n_steps: _Optional[int] = ..., faithfulness: _Optional[_Union[Faithfulness, _Mapping]] = ..., image_png: _Optional[bytes] = ..., html: _Optional[str] = ..., unknown_item_ids: _Optional[_Iterable[str]] = ..., model_version: _Optional[str] = ..., more: _Optional[_Iterable[_Union[ExplainResponse, _Mapping]]] = ..., counterfactual: _Optional[_Union[Counterfactual, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Counterfactual(_message.Message):
     __slots__ = ("found", "positions", "item_ids", "new_top_item_id", "new_rank", "sets_scored")
