@@ -65,6 +65,16 @@ def evaluate_user(model: SASRec, history: np.ndarray, user: list[np.ndarray] | N
                       e.convergence_delta, e.score - e.baseline_score)
 
 
+@torch.inference_mode()
+def top_1(model: SASRec, history: np.ndarray, user: list[np.ndarray] | None) -> int:
+    """The item a user is recommended first (history items masked): the one explained."""
+    seq = torch.as_tensor(history[None, :], device=model.item_emb.weight.device)
+    u = None if user is None else [torch.as_tensor(np.asarray(c)[None]) for c in user]
+    scores = model.score_all(seq, u)[0]
+    scores[torch.as_tensor(history)] = float("-inf")
+    return int(scores.argmax())
+
+
 def explain_eval(model: SASRec, histories: list[np.ndarray], users: list[list[np.ndarray] | None],
                  ks: tuple[int, ...] = (1, 3, 5), config: ExplainConfig = ExplainConfig(), seed: int = 0,
                  progress: bool = True) -> dict:
@@ -72,13 +82,7 @@ def explain_eval(model: SASRec, histories: list[np.ndarray], users: list[list[np
     rng = np.random.default_rng(seed)
     results = []
     for history, user in tqdm(list(zip(histories, users)), desc="explain-eval", unit="user", disable=not progress):
-        with torch.inference_mode():
-            seq = torch.as_tensor(history[None, :], device=model.item_emb.weight.device)
-            u = None if user is None else [torch.as_tensor(np.asarray(c)[None]) for c in user]
-            scores = model.score_all(seq, u)[0]
-            scores[torch.as_tensor(history)] = float("-inf")
-            target = int(scores.argmax())
-        results.append(evaluate_user(model, history, user, target, ks, config, rng))
+        results.append(evaluate_user(model, history, user, top_1(model, history, user), ks, config, rng))
     rows = {}
     for name in METHODS:
         rows[name] = {f"score_drop@{k}": float(np.mean([r.score_drop[(name, k)] for r in results])) for k in ks}
@@ -98,12 +102,7 @@ def counterfactual_eval(model: SASRec, histories: list[np.ndarray], users: list[
     sizes, recency, seconds = [], [], []
     for history, user in tqdm(list(zip(histories, users)), desc="counterfactuals", unit="user",
                               disable=not progress):
-        with torch.inference_mode():
-            seq = torch.as_tensor(history[None, :], device=model.item_emb.weight.device)
-            u = None if user is None else [torch.as_tensor(np.asarray(c)[None]) for c in user]
-            scores = model.score_all(seq, u)[0]
-            scores[torch.as_tensor(history)] = float("-inf")
-            target = int(scores.argmax())
+        target = top_1(model, history, user)
         started = time.perf_counter()
         found = counterfactual(model, history, user, target, config)
         seconds.append(time.perf_counter() - started)
