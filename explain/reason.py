@@ -21,7 +21,10 @@ def reason(items: Sequence[str], features: Sequence[tuple[str, str]], counterfac
         return "Recommended from your history as a whole: no single item in it stands out."
     text = f"Recommended because of {listed(items)} in your history"
     if features:
-        text += f", with {listed([f'{name} {value}' for name, value in features])} counting most"
+        values: dict[str, list[str]] = {}
+        for name, value in features:  # "year 1994–1997 and 1997–2000", not "year ... and year ..."
+            values.setdefault(name, []).append(value)
+        text += f", with {listed([f'{name} {listed(v)}' for name, v in values.items()])} counting most"
     if counterfactual_k is not None:
         them = "it" if len(items) == 1 else ("both" if len(items) == 2 else f"those {len(items)}")
         text += f"; without {them}, this item would not be in your top {counterfactual_k}"

@@ -19,6 +19,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--item", default="", help="item to explain (default: the top-1 recommendation)")
     p.add_argument("--n-steps", type=int, default=0,
                    help=f"integrated-gradients steps (default {ExplainConfig.n_steps})")
+    p.add_argument("--counterfactual", type=int, nargs="?", const=10, metavar="RANK",
+                   help="also find the smallest set of history items without which the item would not be in the "
+                        "top RANK (default %(const)s), marked in the picture")
     p.add_argument("--out", type=Path, required=True, help="why.png or why.html")
     p.set_defaults(run=cmd_explain)
 
@@ -38,7 +41,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     html = args.out.suffix.lower() in (".html", ".htm")
     req = pb.ExplainRequest(user_id=args.user, history=_split(args.history), item_id=args.item,
                             n_steps=args.n_steps, include_image=not html, include_html=html,
-                            include_faithfulness=True)
+                            include_faithfulness=True, counterfactual=args.counterfactual is not None,
+                            counterfactual_rank=args.counterfactual or 0)
     try:
         r = answer_explain(req, ckpt, Catalog(ckpt), ServingConfig(checkpoint=args.checkpoint))
     except InvalidArgument as e:
@@ -49,6 +53,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
         args.out.write_text(r.html)
     else:
         args.out.write_bytes(r.image_png)
+    print(r.reason)
+    if r.HasField("counterfactual"):
+        cf = r.counterfactual
+        print(f"counterfactual: without {', '.join(cf.item_ids)} it ranks {cf.new_rank} (first: {cf.new_top_item_id})"
+              if cf.found else f"counterfactual: none found within the search's bounds ({cf.sets_scored} sets scored)")
     print(f"item {r.item_id}: score {r.score:.3f}, baseline {r.baseline_score:.3f}, "
           f"IG delta {r.convergence_delta:+.1e} ({r.n_steps} steps)")
     top = sorted(r.contributions, key=lambda c: -c.combined)[:5]

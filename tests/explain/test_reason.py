@@ -8,6 +8,7 @@ def test_a_counterfactual_reason_names_its_items_and_what_removing_them_does():
     assert reason(["Heat"], [], 5) == ("Recommended because of Heat in your history; without it, this item would not "
                                        "be in your top 5.")
     assert "without those 3," in reason(["a", "b", "c"], [], 10)
+    assert "with year 1990s and 2000s counting most" in reason(["a"], [("year", "1990s"), ("year", "2000s")], None)
 
 
 def test_without_a_counterfactual_it_claims_no_more_than_the_top_items():
