@@ -100,7 +100,7 @@ def counterfactual(model: SASRec, seen: np.ndarray, user: list[np.ndarray] | Non
     newest = list(window)[::-1][:3]
     growth = list(dict.fromkeys(by_effect[: config.branch] + newest))
     level, result = singles, scored
-    for size in range(1, config.max_size + 1):
+    for size in range(1, min(config.max_size, n) + 1):
         if size > 1:
             parents = [level[i] for i in np.argsort(result.margin, kind="stable")[: config.beam]]
             # the recency prefix first (the answer is never larger than greedy recency's), then the

@@ -58,3 +58,6 @@ def test_an_item_outside_the_top_k_and_a_spent_budget_find_nothing(model):
     assert not cf.found and cf.sets_scored == 1 and cf.new_rank == 1
     cf = counterfactual(model, history, None, first, CounterfactualConfig(budget=20, max_size=5, k=1))
     assert cf.sets_scored <= 20 + 1  # the check of a found set comes on top
+    short = history[:3]  # a bound above the history's length: sets never hold more than it has
+    cf = counterfactual(model, short, None, top(model, short, 1)[0], CounterfactualConfig(max_size=10, k=1))
+    assert len(cf.positions) <= 3
