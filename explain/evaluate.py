@@ -119,7 +119,7 @@ def counterfactual_eval(model: SASRec, histories: list[np.ndarray], users: list[
                            for m in range(1, config.max_size + 1)},
         "median_size": float(np.median(found_sizes)) if len(found_sizes) else None,
         "larger_than_recency": sum(s > r for s, r in both),
-        "smaller_than_recency": float(np.mean([r is None or (s is not None and s < r)
+        "smaller_than_recency": float(np.mean([s is not None and (r is None or s < r)
                                                for s, r in zip(sizes, recency)])),
         "latency_ms": {"p50": 1000 * float(np.quantile(seconds, 0.5)), "p95": 1000 * float(np.quantile(seconds, 0.95))},
     }
