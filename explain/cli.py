@@ -21,6 +21,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--counterfactual", action="store_true",
                    help="instead: the smallest sets of history items that take each user's top-1 out of the "
                         "top --rank, against removing the newest items one by one; sizes and search latency")
+    e.add_argument("--curves", action="store_true",
+                   help="instead: comprehensiveness and sufficiency at 1/5/10/20/50%% of the history, deleting "
+                        "and masking, for every method, recency and random, normalised by search bounds, and POS@10")
     e.add_argument("--rank", type=int, default=10, help="with --counterfactual: the rank the item must leave")
     e.add_argument("--max-size", type=int, default=5, help="with --counterfactual: largest set searched")
     e.add_argument("--out", type=Path, default=Path("runs/explain-eval"), help="directory for JSON and plot")
@@ -48,6 +51,8 @@ def cmd_explain_eval(args: argparse.Namespace) -> int:
     if args.counterfactual:
         return _counterfactuals(args, ckpt, histories, user_inputs)
     config = ExplainConfig(n_steps=args.n_steps or ExplainConfig.n_steps)
+    if args.curves:
+        return _curves(args, ckpt, histories, user_inputs, config)
     result = explain_eval(ckpt.model, histories, user_inputs, config=config, seed=args.seed)
     result["checkpoint"] = str(resolve_checkpoint(args.checkpoint))
     result["history"] = args.history
@@ -66,6 +71,27 @@ def cmd_explain_eval(args: argparse.Namespace) -> int:
           f"|F(input) - F(baseline)| (p90 {100 * d['p90_rel']:.4f}%)")
     _plot(result, args.out / "explain_eval.png")
     print(f"written to {args.out}/explain_eval.json and explain_eval.png")
+    return 0
+
+
+def _curves(args: argparse.Namespace, ckpt, histories: list, user_inputs: list, config: ExplainConfig) -> int:
+    from attnrec.explain.evaluate import curves_eval
+
+    result = curves_eval(ckpt.model, histories, user_inputs, config, seed=args.seed)
+    result.update(model_version=str(ckpt.metadata.get("model_version", "")), history=args.history, seed=args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "curves_eval.json").write_text(json.dumps(result, indent=2))
+    fractions = "/".join(f"{100 * f:g}" for f in result["fractions"])
+    print(f"{result['users']} users, top-1 item, history {args.history}; items removed at {fractions}% of the "
+          "history; AOPC in logits (comprehensiveness: higher is better; sufficiency: lower is better)")
+    for mode, rows in result["modes"].items():
+        print(f"\n{mode}: {'method':<14}{'compr. AOPC':>12}{'normalised':>12}{'suff. AOPC':>12}{'POS@10':>9}")
+        for name, row in sorted(rows.items(), key=lambda r: -r[1]["aopc_comprehensiveness"]):
+            pos = result["pos_at_10"].get(name)
+            print(f"{'':<8}{name:<14}{row['aopc_comprehensiveness']:>12.3f}{row['normalised_comprehensiveness']:>12.3f}"
+                  f"{row['aopc_sufficiency']:>12.3f}{'' if pos is None else f'{pos:.2f}':>9}")
+    print(f"\nPOS@10: share of users whose item stays in their top 10 once the method's top items are deleted "
+          f"(mean over the fractions; lower is more faithful). Written to {args.out}/curves_eval.json")
     return 0
 
 

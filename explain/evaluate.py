@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from attnrec.explain.config import ExplainConfig
 from attnrec.explain.counterfactual import CounterfactualConfig, counterfactual, score_removals
+from attnrec.explain.curves import sizes, still_in_top, summarise, user_curves
 from attnrec.explain.explain import Explanation, explain
 from attnrec.explain.faithfulness import scores_without, top_k
 from attnrec.model.sasrec import SASRec
@@ -136,3 +137,22 @@ def recency_size(model: SASRec, history: np.ndarray, user: list[np.ndarray] | No
     scored = score_removals(model, np.asarray(history, dtype=np.int64), user_t, target, sets, config.k, config.batch)
     out = np.flatnonzero(scored.margin < 0)
     return int(out[0]) + 1 if len(out) else None
+
+
+def curves_eval(model: SASRec, histories: list[np.ndarray], users: list[list[np.ndarray] | None],
+                config: ExplainConfig = ExplainConfig(), seed: int = 0, progress: bool = True) -> dict:
+    """Comprehensiveness and sufficiency curves of every method (and recency, random, and the
+    search bounds) in both removal modes, with normalised AOPC and POS@10 (explain/curves.py)."""
+    rng = np.random.default_rng(seed)
+    per_user, pos = [], {}
+    for history, user in tqdm(list(zip(histories, users)), desc="curves", unit="user", disable=not progress):
+        target = top_1(model, history, user)
+        orders = {name: top_k(scores, len(history)) for name, scores in method_scores(
+            explain(model, history, user, target, config)).items()}
+        orders["random"] = rng.permutation(len(history))
+        per_user.append(user_curves(model, history, user, target, orders))
+        ks = sizes(len(history))
+        for name, order in orders.items():
+            kept = still_in_top(model, history, user, target, [order[:k] for k in ks])
+            pos.setdefault(name, []).append(float(kept.mean()))
+    return {"users": len(per_user), **summarise(per_user, pos), "n_steps": config.n_steps}
