@@ -24,6 +24,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--curves", action="store_true",
                    help="instead: comprehensiveness and sufficiency at 1/5/10/20/50%% of the history, deleting "
                         "and masking, for every method, recency and random, normalised by search bounds, and POS@10")
+    e.add_argument("--feature-reasons", action="store_true",
+                   help="instead: PN, PS and F_NS of the two side-feature values integrated gradients credits "
+                        "most, against two random ones and the explained item's own")
     e.add_argument("--rank", type=int, default=10, help="with --counterfactual: the rank the item must leave")
     e.add_argument("--max-size", type=int, default=5, help="with --counterfactual: largest set searched")
     e.add_argument("--out", type=Path, default=Path("runs/explain-eval"), help="directory for JSON and plot")
@@ -53,6 +56,8 @@ def cmd_explain_eval(args: argparse.Namespace) -> int:
     config = ExplainConfig(n_steps=args.n_steps or ExplainConfig.n_steps)
     if args.curves:
         return _curves(args, ckpt, histories, user_inputs, config)
+    if args.feature_reasons:
+        return _feature_reasons(args, ckpt, histories, user_inputs, config)
     result = explain_eval(ckpt.model, histories, user_inputs, config=config, seed=args.seed)
     result["checkpoint"] = str(resolve_checkpoint(args.checkpoint))
     result["history"] = args.history
@@ -92,6 +97,24 @@ def _curves(args: argparse.Namespace, ckpt, histories: list, user_inputs: list, 
                   f"{row['aopc_sufficiency']:>12.3f}{'' if pos is None else f'{pos:.2f}':>9}")
     print(f"\nPOS@10: share of users whose item stays in their top 10 once the method's top items are deleted "
           f"(mean over the fractions; lower is more faithful). Written to {args.out}/curves_eval.json")
+    return 0
+
+
+def _feature_reasons(args: argparse.Namespace, ckpt, histories: list, user_inputs: list,
+                     config: ExplainConfig) -> int:
+    from attnrec.explain.evaluate import feature_reasons_eval
+
+    result = feature_reasons_eval(ckpt.model, histories, user_inputs, config, k=args.rank, seed=args.seed)
+    result.update(model_version=str(ckpt.metadata.get("model_version", "")), history=args.history, seed=args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "feature_reasons_eval.json").write_text(json.dumps(result, indent=2))
+    print(f"{result['users']} users, top-1 item, history {args.history}: {result['size']} side-feature values per "
+          f"user; PN = neutralising them takes the item out of the top {result['k']}, PS = neutralising every "
+          "other value keeps it in")
+    print(f"{'values':<14}{'PN':>7}{'PS':>7}{'F_NS':>7}")
+    for name, row in result["methods"].items():
+        print(f"{name:<14}{row['PN']:>7.2f}{row['PS']:>7.2f}{row['F_NS']:>7.2f}")
+    print(f"written to {args.out}/feature_reasons_eval.json")
     return 0
 
 

@@ -19,8 +19,14 @@ from tqdm.auto import tqdm
 from attnrec.explain.config import ExplainConfig
 from attnrec.explain.counterfactual import CounterfactualConfig, counterfactual, score_removals
 from attnrec.explain.curves import sizes, still_in_top, summarise, user_curves
-from attnrec.explain.explain import Explanation, explain
+from attnrec.explain.explain import Explanation, explain, explain_batch
 from attnrec.explain.faithfulness import scores_without, top_k
+from attnrec.explain.feature_reasons import (
+    necessity_sufficiency,
+    ranks_neutralised,
+    value_attributions,
+    values_of,
+)
 from attnrec.model.sasrec import SASRec
 
 METHODS = ("combined", "ig", "deletion", "attention", "rollout", "recent", "random")
@@ -156,3 +162,40 @@ def curves_eval(model: SASRec, histories: list[np.ndarray], users: list[list[np.
             kept = still_in_top(model, history, user, target, [order[:k] for k in ks])
             pos.setdefault(name, []).append(float(kept.mean()))
     return {"users": len(per_user), **summarise(per_user, pos), "n_steps": config.n_steps}
+
+
+def feature_reasons_eval(model: SASRec, histories: list[np.ndarray], users: list[list[np.ndarray] | None],
+                         config: ExplainConfig = ExplainConfig(), size: int = 2, k: int = 10, seed: int = 0,
+                         progress: bool = True) -> dict:
+    """PN, PS and F_NS (explain/feature_reasons.py) of `size` side-feature values per user's top-1
+    item: the values integrated gradients credits most, `size` random present values, and the
+    explained item's own values (those the history shares with it)."""
+    rng = np.random.default_rng(seed)
+    outcomes: dict[str, list[tuple[bool, bool]]] = {"ig": [], "neutralising": [], "random": [], "item's own": []}
+    skipped = 0
+    for history, user in tqdm(list(zip(histories, users)), desc="feature reasons", unit="user",
+                              disable=not progress):
+        target = top_1(model, history, user)
+        present = values_of(model, history, user)
+        if not present:
+            skipped += 1
+            continue
+        e = explain_batch(model, [history], [user], [target], config, deletion=False)[0]
+        credit = value_attributions(e.part_attribution, model, history, user)
+        positive = [v for v in sorted(credit, key=lambda v: -credit[v]) if credit[v] > 0]
+        with torch.no_grad():
+            own = {("item", f, int(c)) for f, cs in enumerate(model.item_codes(torch.as_tensor([target])))
+                   for c in np.ravel(cs.cpu().numpy()) if c != 0}
+        alone = ranks_neutralised(model, history, user, target, [[v] for v in present])
+        picks = {"ig": positive[:size], "neutralising": [present[i] for i in np.argsort(-alone, kind="stable")[:size]],
+                 "random": [present[i] for i in rng.choice(len(present), min(size, len(present)), replace=False)],
+                 "item's own": sorted(own & set(present), key=lambda v: -credit.get(v, 0.0))[:size]}
+        for name, chosen in picks.items():
+            outcomes[name].append(necessity_sufficiency(model, history, user, target, chosen, present, k)
+                                  if chosen else (False, False))
+    rows = {}
+    for name, pairs in outcomes.items():
+        pn, ps = (float(np.mean([p[i] for p in pairs])) if pairs else 0.0 for i in (0, 1))
+        rows[name] = {"PN": pn, "PS": ps, "F_NS": 2 * pn * ps / (pn + ps) if pn + ps else 0.0}
+    return {"users": len(histories) - skipped, "without_side_features": skipped, "size": size, "k": k,
+            "methods": rows}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from attnrec.explain.config import ExplainConfig
 from attnrec.explain.counterfactual import Counterfactual, CounterfactualConfig, counterfactual
 from attnrec.explain.explain import Explanation, explain_batch
 from attnrec.explain.faithfulness import Comprehensiveness, comprehensiveness
+from attnrec.explain.feature_reasons import Reason, feature_reasons, value_attributions
 from attnrec.explain.features import feature_attributions
 from attnrec.model.checkpoint import Checkpoint
 
@@ -53,6 +54,7 @@ class Explained:
     features: list[tuple[str, str, float]]  # (feature, value, attribution); empty when IG did not run
     faithfulness: Comprehensiveness | None  # None unless the job asked for it
     counterfactual: Counterfactual | None = None  # None unless the job asked for it
+    reasons: list[Reason] = field(default_factory=list)  # side-feature values, most necessary first
 
 
 def explain_jobs(ckpt: Checkpoint, jobs: Sequence[ExplainJob],
@@ -91,7 +93,11 @@ def _explain_together(ckpt: Checkpoint, jobs: Sequence[ExplainJob], config: Expl
         if job.counterfactual is not None:
             found = counterfactual(ckpt.model, job.seen if job.seen is not None else job.history, job.user,
                                    e.target, job.counterfactual)
-        out[id(job)].append(Explained(e, features, faithful, found))
+        labels = [ckpt.items.ids[i - 1] for i in job.history.tolist()]
+        credit = value_attributions(e.part_attribution, ckpt.model, job.history, job.user) if job.integrated else None
+        reasons = feature_reasons(ckpt.model, job.history, job.user, e.target, ckpt.item_encoders,
+                                  ckpt.user_encoders, labels, credit)
+        out[id(job)].append(Explained(e, features, faithful, found, reasons))
     return [out[id(job)] for job in jobs]
 
 

@@ -1,6 +1,7 @@
 """One sentence a person can read, built from templates (no language model) and saying only
 what the measured explanation supports: the counterfactual set when one was found, else the
-history items that drove the score most, and the features whose attributions counted most."""
+history items that drove the score most, and the side-feature values whose absence lowers the
+item most (explain/feature_reasons.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ def reason(items: Sequence[str], features: Sequence[tuple[str, str]], counterfac
     """items: the history items the explanation names (the counterfactual set, else the top
     ones); features: (feature, value) pairs that counted most, positively; counterfactual_k:
     the rank the item leaves without `items` (None: no counterfactual was found)."""
+    # "counting most": each named value lowers the item when neutralised alone
     if not items:
         return "Recommended from your history as a whole: no single item in it stands out."
     text = f"Recommended because of {listed(items)} in your history"

@@ -320,6 +320,14 @@ class SASRec(nn.Module):
         h, _ = self.transform(self.embed(seq, user), self.attention_mask(seq), last_only=True, need_weights=False)
         return h[:, -1]
 
+    def encode_codes(self, seq: Tensor, item_codes: list[Tensor], user: list[Tensor] | None = None) -> Tensor:
+        """`encode` with the history's side-feature codes given rather than looked up
+        (explanations neutralise feature values this way): (B, T) -> (B, D)."""
+        items = self.item_emb(seq) + self.item_features.pool(self.item_features.parts(item_codes), item_codes)
+        x = self._input(items, self.user_features.parts(self._user_codes(seq, user)), seq, user)  # (B, T', D)
+        h, _ = self.transform(x, self.attention_mask(seq), last_only=True, need_weights=False)
+        return h[:, -1]
+
     def score(self, seq: Tensor, candidates: Tensor, user: list[Tensor] | None = None) -> Tensor:
         """Logits of candidate items (B, C) given histories (B, T) -> (B, C)."""
         return torch.einsum("bd,bcd->bc", self.encode(seq, user), self.item_vectors(candidates))

@@ -120,8 +120,7 @@ REASON_ITEMS = 2  # history items a reason names when no counterfactual was foun
 REASON_FEATURES = 2
 
 
-def _reason(e, labels: list[str], features: list[tuple[str, str, float]], cf: pb.Counterfactual | None,
-            leave: int | None) -> str:
+def _reason(e, labels: list[str], reasons: list, cf: pb.Counterfactual | None, leave: int | None) -> str:
     """The sentence of `explain.reason` from what this explanation measured (`leave`: the rank a
     counterfactual was asked to take the item out of)."""
     if cf is not None and cf.found:
@@ -134,7 +133,7 @@ def _reason(e, labels: list[str], features: list[tuple[str, str, float]], cf: pb
         history = np.asarray(labels[s.start :])
         best = [i for i in np.argsort(-scores[s], kind="stable")[:REASON_ITEMS] if scores[s][i] > 0]
         items, k = history[sorted(best)].tolist(), None
-    named = [(f, v) for f, v, a in sorted(features, key=lambda t: -t[2]) if a > 0 and f != "item_id"]
+    named = [(r.feature, r.value) for r in reasons if r.rank_without > r.rank_now]  # values that matter
     return reason(items, named[:REASON_FEATURES], k)
 
 
@@ -153,7 +152,7 @@ def encode_explain(q: ExplainQuery, x: Explained, catalog: Catalog,
         for i, (label, pos) in enumerate(zip(labels, positions))
     ]
     title = f"why item {catalog.item_ids[e.target]} (score {e.score:.2f})"
-    sentence = _reason(e, labels, x.features, counterfactual, q.job.counterfactual.k if q.job.counterfactual else None)
+    sentence = _reason(e, labels, x.reasons, counterfactual, q.job.counterfactual.k if q.job.counterfactual else None)
     picture = png(e, labels, title, removed, note) if (q.include_image or q.include_html) else b""
     response = pb.ExplainResponse(
         item_id=catalog.item_ids[e.target], score=e.score, contributions=contributions,
@@ -163,6 +162,9 @@ def encode_explain(q: ExplainQuery, x: Explained, catalog: Catalog,
         unknown_item_ids=q.unknown_item_ids, model_version=catalog.model_version,
     )
     response.reason = sentence
+    response.feature_reasons.extend(
+        pb.FeatureReason(feature=r.feature, value=r.value, rank_without=r.rank_without, rank_now=r.rank_now,
+                         attribution=r.attribution, item_ids=r.items) for r in x.reasons)
     if counterfactual is not None:
         response.counterfactual.CopyFrom(counterfactual)
     if e.convergence_delta is not None:  # unset when IG did not run

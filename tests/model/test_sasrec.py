@@ -148,3 +148,9 @@ def test_loss_trains_both_ways(negatives):
         m.loss(batch).backward()
         opt.step()
     assert m.loss(batch).item() < first
+
+
+def test_encoding_with_the_looked_up_codes_is_encoding(model):
+    seq = torch.tensor([[0, 3, 5, 7], [2, 4, 6, 8]])
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_codes(seq, model.item_codes(seq), user(2)), model.encode(seq, user(2)))

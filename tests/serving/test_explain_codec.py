@@ -46,6 +46,13 @@ def test_batched_answers_isolate_bad_requests(ckpt):
     assert answers[0] == answers[2]
 
 
+def test_feature_reasons_come_most_necessary_first_and_carry_their_items(ckpt):
+    r = ask(ckpt)
+    reasons = list(r.feature_reasons)
+    assert reasons and [x.rank_without for x in reasons] == sorted((x.rank_without for x in reasons), reverse=True)
+    assert all(x.rank_now == 1 and set(x.item_ids) <= set(HISTORY) for x in reasons)
+
+
 def test_a_counterfactual_names_entries_of_the_history_as_sent_and_holds_through_recommend(ckpt):
     """Unknown ids stay in the history the client sent; the positions index that list, and
     Recommend without those entries (k = the rank) does not return the explained item."""

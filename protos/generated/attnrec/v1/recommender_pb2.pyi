@@ -165,7 +165,7 @@ class Faithfulness(_message.Message):
     def __init__(self, k: _Optional[int] = ..., combined_drop: _Optional[float] = ..., recent_drop: _Optional[float] = ..., random_drop: _Optional[float] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
-    __slots__ = ("item_id", "score", "baseline_score", "contributions", "feature_attributions", "convergence_delta", "n_steps", "faithfulness", "image_png", "html", "unknown_item_ids", "model_version", "more", "counterfactual", "reason")
+    __slots__ = ("item_id", "score", "baseline_score", "contributions", "feature_attributions", "convergence_delta", "n_steps", "faithfulness", "image_png", "html", "unknown_item_ids", "model_version", "more", "counterfactual", "reason", "feature_reasons")
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     BASELINE_SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -181,6 +181,7 @@ class ExplainResponse(_message.Message):
     MORE_FIELD_NUMBER: _ClassVar[int]
     COUNTERFACTUAL_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_REASONS_FIELD_NUMBER: _ClassVar[int]
     item_id: str
     score: float
     baseline_score: float
@@ -196,7 +197,24 @@ class ExplainResponse(_message.Message):
     more: _containers.RepeatedCompositeFieldContainer[ExplainResponse]
     counterfactual: Counterfactual
     reason: str
-    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., baseline_score: _Optional[float] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., feature_attributions: _Optional[_Iterable[_Union[FeatureAttribution, _Mapping]]] = ..., convergence_delta: _Optional[float] = ..., n_steps: _Optional[int] = ..., faithfulness: _Optional[_Union[Faithfulness, _Mapping]] = ..., image_png: _Optional[bytes] = ..., html: _Optional[str] = ..., unknown_item_ids: _Optional[_Iterable[str]] = ..., model_version: _Optional[str] = ..., more: _Optional[_Iterable[_Union[ExplainResponse, _Mapping]]] = ..., counterfactual: _Optional[_Union[Counterfactual, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+    feature_reasons: _containers.RepeatedCompositeFieldContainer[FeatureReason]
+    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., baseline_score: _Optional[float] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., feature_attributions: _Optional[_Iterable[_Union[FeatureAttribution, _Mapping]]] = ..., convergence_delta: _Optional[float] = ..., n_steps: _Optional[int] = ..., faithfulness: _Optional[_Union[Faithfulness, _Mapping]] = ..., image_png: _Optional[bytes] = ..., html: _Optional[str] = ..., unknown_item_ids: _Optional[_Iterable[str]] = ..., model_version: _Optional[str] = ..., more: _Optional[_Iterable[_Union[ExplainResponse, _Mapping]]] = ..., counterfactual: _Optional[_Union[Counterfactual, _Mapping]] = ..., reason: _Optional[str] = ..., feature_reasons: _Optional[_Iterable[_Union[FeatureReason, _Mapping]]] = ...) -> None: ...
+
+class FeatureReason(_message.Message):
+    __slots__ = ("feature", "value", "rank_without", "rank_now", "attribution", "item_ids")
+    FEATURE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    RANK_WITHOUT_FIELD_NUMBER: _ClassVar[int]
+    RANK_NOW_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
+    feature: str
+    value: str
+    rank_without: int
+    rank_now: int
+    attribution: float
+    item_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, feature: _Optional[str] = ..., value: _Optional[str] = ..., rank_without: _Optional[int] = ..., rank_now: _Optional[int] = ..., attribution: _Optional[float] = ..., item_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Counterfactual(_message.Message):
     __slots__ = ("found", "positions", "item_ids", "new_top_item_id", "new_rank", "sets_scored")
