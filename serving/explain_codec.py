@@ -145,6 +145,10 @@ def encode_explain(q: ExplainQuery, x: Explained, catalog: Catalog,
     labels = ([USER_TOKEN] if e.has_user_token else []) + items
     positions = ([-1] if e.has_user_token else []) + list(range(len(items)))
     removed, note = _marked(q, counterfactual, e.has_user_token)
+    mattering = [f"{r.feature} {r.value} (rank {r.rank_without} without it)" for r in x.reasons
+                 if r.rank_without > r.rank_now][:3]
+    if mattering:  # the picture names the side features whose absence lowers the item most
+        note = "\n".join(filter(None, [note, "features that matter most: " + ", ".join(mattering)]))
     contributions = [
         pb.Contribution(item_id=label, position=pos, attention=e.attention[i], attention_heads=e.attention_heads[:, i],
                         rollout=e.rollout[i], attribution=e.attribution[i], combined=e.combined[i],

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from attnrec.model.checkpoint import load_checkpoint
@@ -44,6 +45,20 @@ def test_batched_answers_isolate_bad_requests(ckpt):
                               Catalog(ckpt), CONFIG)
     assert isinstance(answers[1], InvalidArgument) and answers[1].field == "methods"
     assert answers[0] == answers[2]
+
+
+def test_a_bound_too_small_answers_found_false_with_the_item_where_it_is(ckpt):
+    """With sets of one item at most, some top-1 items cannot be moved: the answer says so,
+    names no items, and gives the item's rank as it is."""
+    rng, not_found = np.random.default_rng(0), 0
+    for _ in range(20):
+        history = [f"i{x}" for x in rng.choice(np.arange(1, 150), 12, replace=False)]
+        cf = answer_explain(pb.ExplainRequest(history=history, methods=["deletion"], counterfactual=True,
+                                              counterfactual_max_size=1), ckpt, Catalog(ckpt), CONFIG).counterfactual
+        if not cf.found:
+            not_found += 1
+            assert not cf.positions and not cf.item_ids and cf.new_rank == 1 and cf.sets_scored > 1
+    assert not_found
 
 
 def test_feature_reasons_come_most_necessary_first_and_carry_their_items(ckpt):
