@@ -75,13 +75,18 @@ class RecommenderClient:
     def explain(self, history: Sequence[str] = (), item_id: str = "", user_id: str = "", n_steps: int = 0,
                 include_image: bool = False, include_html: bool = False, include_faithfulness: bool = False,
                 methods: Sequence[str] = (), top_k: int = 0, user_features: Mapping[str, str] | None = None,
-                timeout: float | None = None, model_name: str = "") -> pb.ExplainResponse:
+                timeout: float | None = None, model_name: str = "", counterfactual: bool = False,
+                counterfactual_max_size: int = 0, counterfactual_rank: int = 0) -> pb.ExplainResponse:
         """Why `item_id` (or, when empty, the top `top_k` recommendations) for this user context;
-        `methods` from "ig", "deletion", "combined" (empty: all). Explain's deadline is at least 120 s."""
+        `methods` from "ig", "deletion", "combined" (empty: all); `counterfactual` also asks for the
+        smallest set of history items without which the item would not be in the top
+        `counterfactual_rank` (0 = 10). Explain's deadline is at least 120 s."""
         req = pb.ExplainRequest(user_id=user_id, history=[str(h) for h in history], item_id=item_id,
                                 n_steps=n_steps, include_image=include_image, include_html=include_html,
                                 include_faithfulness=include_faithfulness, methods=list(methods), top_k=top_k,
-                                user_features=dict(user_features or {}), model_name=model_name)
+                                user_features=dict(user_features or {}), model_name=model_name,
+                                counterfactual=counterfactual, counterfactual_max_size=counterfactual_max_size,
+                                counterfactual_rank=counterfactual_rank)
         return self.stub.Explain(req, timeout=timeout or max(self.timeout, 120.0))
 
     @staticmethod

@@ -175,8 +175,7 @@ def test_a_counterfactual_holds_when_the_client_recommends_without_it(client):
     """What the contract promises a caller: Recommend with the history minus the returned
     entries, and k = the rank, never returns the explained item."""
     history = ["i3", "i8", "nope", "i13", "i21", "i34", "i55", "i89"]
-    r = client.stub.Explain(pb.ExplainRequest(history=history, methods=["deletion"], counterfactual=True,
-                                              counterfactual_rank=5, top_k=3), timeout=120)
+    r = client.explain(history, methods=["deletion"], counterfactual=True, counterfactual_rank=5, top_k=3)
     checked = 0
     for answer in (r, *r.more):
         cf = answer.counterfactual
