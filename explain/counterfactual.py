@@ -14,6 +14,8 @@ recommended. Finding a smallest set is NP-hard in general; this is a bounded bea
    so the answer is never larger than removing the most recent items one by one would give.
 3. The first level with a set that works answers; a set is re-scored alone before it is
    returned. `found` is False when `max_size` or the budget of scored sets is reached first.
+   A set never holds the whole history: "without everything you did" explains nothing (and
+   an empty history is no request Recommend accepts without user features).
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def counterfactual(model: SASRec, seen: np.ndarray, user: list[np.ndarray] | Non
     if now.margin[0] < 0 or n == 0:  # not in the top k to begin with: nothing to take it out of
         return Counterfactual((), False, int(now.rank[0]), int(now.top[0]), 1)
     window = range(max(0, n - model.config.max_len), n)  # only what the model sees can matter at first
-    singles = [(p,) for p in window][: max(0, config.budget - 1)]
+    singles = [(p,) for p in window][: max(0, config.budget - 1)] if n > 1 else []
     if not singles:
         return Counterfactual((), False, int(now.rank[0]), int(now.top[0]), 1)
     scored = score_removals(model, seen, user_t, target, singles, config.k, config.batch)
@@ -100,7 +102,7 @@ def counterfactual(model: SASRec, seen: np.ndarray, user: list[np.ndarray] | Non
     newest = list(window)[::-1][:3]
     growth = list(dict.fromkeys(by_effect[: config.branch] + newest))
     level, result = singles, scored
-    for size in range(1, min(config.max_size, n) + 1):
+    for size in range(1, min(config.max_size, n - 1) + 1):  # an emptied history explains nothing
         if size > 1:
             parents = [level[i] for i in np.argsort(result.margin, kind="stable")[: config.beam]]
             # the recency prefix first (the answer is never larger than greedy recency's), then the

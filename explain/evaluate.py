@@ -139,7 +139,9 @@ def recency_size(model: SASRec, history: np.ndarray, user: list[np.ndarray] | No
     n = len(history)
     device = model.item_emb.weight.device
     user_t = None if user is None else [torch.as_tensor(np.asarray(c), device=device)[None] for c in user]
-    sets = [tuple(range(n - s, n)) for s in range(1, min(config.max_size, n) + 1)]
+    sets = [tuple(range(n - s, n)) for s in range(1, min(config.max_size, n - 1) + 1)]
+    if not sets:
+        return None
     scored = score_removals(model, np.asarray(history, dtype=np.int64), user_t, target, sets, config.k, config.batch)
     out = np.flatnonzero(scored.margin < 0)
     return int(out[0]) + 1 if len(out) else None

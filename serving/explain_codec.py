@@ -96,8 +96,11 @@ def checked_counterfactual(q: ExplainQuery, found: Counterfactual, target: int, 
     without = pb.RecommendRequest(user_id=q.request.user_id, user_features=q.request.user_features,
                                   history=[h for i, h in enumerate(q.request.history) if i not in drop],
                                   k=q.job.counterfactual.k)
-    answer = rank(model, [decode_recommend(without, catalog, config)])[0]
-    if target in answer.items:
+    try:
+        still = target in rank(model, [decode_recommend(without, catalog, config)])[0].items
+    except InvalidArgument:  # a request Recommend would refuse: nothing to check the set against
+        still = True
+    if still:
         log.warning("a counterfactual set did not survive the check through Recommend; answered as not found")
         return pb.Counterfactual(found=False, new_top_item_id=out.new_top_item_id, sets_scored=found.sets_scored)
     return out

@@ -60,4 +60,5 @@ def test_an_item_outside_the_top_k_and_a_spent_budget_find_nothing(model):
     assert cf.sets_scored <= 20 + 1  # the check of a found set comes on top
     short = history[:3]  # a bound above the history's length: sets never hold more than it has
     cf = counterfactual(model, short, None, top(model, short, 1)[0], CounterfactualConfig(max_size=10, k=1))
-    assert len(cf.positions) <= 3
+    assert len(cf.positions) <= 2  # and never all of it
+    assert not counterfactual(model, history[:1], None, top(model, history[:1], 1)[0]).found
