@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
-from attnrec.serving.codec import InvalidArgument
+from attnrec.serving.codec import InvalidArgument, shorten
 
 NAME = re.compile(r"[A-Za-z0-9_]{1,32}")  # becomes part of a deployment name (Recommender-NAME)
 
@@ -72,7 +72,7 @@ class Split:
         """The name of the variant for a user (or the pinned one); "" when only one model is served."""
         if pinned:
             if pinned not in self.names:
-                raise InvalidArgument("model_name", f"no model {pinned!r} is served"
+                raise InvalidArgument("model_name", f"no model {shorten(pinned)} is served"
                                       + (f" (models: {', '.join(self.names)})" if self.names else ""))
             return pinned
         if len(self.names) < 2:

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.integration
 
 CASES_PER_RPC = 300
 FIELDS = {"request", "k", "history", "candidate_item_ids", "user_id", "user_features", "requests", "item_id",
-          "n_steps", "methods", "top_k"}
+          "n_steps", "methods", "top_k", "model_name", "counterfactual_max_size", "counterfactual_rank",
+          "rerank", "rerank_weight"}
 ITEMS = [f"i{i}" for i in range(1, 40)]
 
 
@@ -27,7 +28,8 @@ def valid(rng: random.Random, rpc: str) -> pb.RecommendRequest | pb.RecommendBat
         return pb.RecommendRequest(history=history, k=rng.randint(1, 20))
     if rpc == "RecommendBatch":
         return pb.RecommendBatchRequest(requests=[pb.RecommendRequest(history=history, k=3)] * rng.randint(1, 4))
-    return pb.ExplainRequest(history=history, n_steps=rng.choice([0, 4, 8]), methods=rng.choice([[], ["deletion"]]))
+    return pb.ExplainRequest(history=history, n_steps=rng.choice([0, 4, 8]), methods=rng.choice([[], ["deletion"]]),
+                             counterfactual=rng.random() < 0.3, counterfactual_max_size=rng.choice([0, 1, 3]))
 
 
 def hostile_values(rng: random.Random, rpc: str):
@@ -39,6 +41,7 @@ def hostile_values(rng: random.Random, rpc: str):
                            pb.RecommendRequest(history=["i1"], k=3, user_id=long_id),
                            pb.RecommendRequest(history=["i1"], k=3, user_features={long_id: "1"}),
                            pb.RecommendRequest(history=["i1"], k=3, candidate_item_ids=["i2", "i2", ""]),
+                           pb.RecommendRequest(history=["i1"], k=3, model_name=long_id),
                            pb.RecommendRequest()])
     if rpc == "RecommendBatch":
         return rng.choice([pb.RecommendBatchRequest(),
@@ -47,6 +50,10 @@ def hostile_values(rng: random.Random, rpc: str):
                        pb.ExplainRequest(history=["i1"], item_id=long_id),
                        pb.ExplainRequest(history=["i1"], top_k=rng.choice([-1, 11, 2**31 - 1])),
                        pb.ExplainRequest(history=["i1"], methods=["shap", long_id]),
+                       pb.ExplainRequest(history=["i1"], counterfactual=True,
+                                         counterfactual_max_size=rng.choice([-1, 11, 2**31 - 1])),
+                       pb.ExplainRequest(history=["i1"], counterfactual_rank=rng.choice([-3, 1001, 2**31 - 1])),
+                       pb.ExplainRequest(history=["i1"], model_name=long_id),
                        pb.ExplainRequest(history=[long_id])])
 
 
