@@ -27,6 +27,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--feature-reasons", action="store_true",
                    help="instead: PN, PS and F_NS of the two side-feature values integrated gradients credits "
                         "most, against two random ones and the explained item's own")
+    e.add_argument("--planted-brands", type=int, metavar="N",
+                   help="instead, on a synthetic shop made with N loyal brands (attnrec data synthetic "
+                        "--loyal-brands N): how often the first feature reason is the planted brand")
     e.add_argument("--rank", type=int, default=10, help="with --counterfactual: the rank the item must leave")
     e.add_argument("--max-size", type=int, default=5, help="with --counterfactual: largest set searched")
     e.add_argument("--out", type=Path, default=Path("runs/explain-eval"), help="directory for JSON and plot")
@@ -56,6 +59,15 @@ def cmd_explain_eval(args: argparse.Namespace) -> int:
     config = ExplainConfig(n_steps=args.n_steps or ExplainConfig.n_steps)
     if args.curves:
         return _curves(args, ckpt, histories, user_inputs, config)
+    if args.planted_brands:
+        from attnrec.explain.evaluate import planted_brand_eval
+
+        loyal = {f"brand{b}" for b in range(args.planted_brands)}
+        result = planted_brand_eval(ckpt, histories, user_inputs, loyal)
+        print(f"{result['eligible']} of {result['users']} users have a top-1 item of a loyal brand that their newest "
+              f"item also has; the first feature reason is that brand for "
+              f"{result['brand_ranked_first'] or 0:.0%} of them")
+        return 0
     if args.feature_reasons:
         return _feature_reasons(args, ckpt, histories, user_inputs, config)
     result = explain_eval(ckpt.model, histories, user_inputs, config=config, seed=args.seed)

@@ -22,6 +22,7 @@ from attnrec.explain.curves import sizes, still_in_top, summarise, user_curves
 from attnrec.explain.explain import Explanation, explain, explain_batch
 from attnrec.explain.faithfulness import scores_without, top_k
 from attnrec.explain.feature_reasons import (
+    feature_reasons,
     necessity_sufficiency,
     ranks_neutralised,
     value_attributions,
@@ -201,3 +202,29 @@ def feature_reasons_eval(model: SASRec, histories: list[np.ndarray], users: list
         rows[name] = {"PN": pn, "PS": ps, "F_NS": 2 * pn * ps / (pn + ps) if pn + ps else 0.0}
     return {"users": len(histories) - skipped, "without_side_features": skipped, "size": size, "k": k,
             "methods": rows}
+
+
+def planted_brand_eval(ckpt, histories: list[np.ndarray], users: list[list[np.ndarray] | None],
+                       loyal: set[str], progress: bool = True) -> dict:
+    """On a shop with the planted brand rule (ShopConfig.n_loyal_brands): among users whose top-1
+    item is of a loyal brand that their newest item also has, how often the first feature
+    reason is that brand."""
+    model = ckpt.model
+    names = [e.name for e in ckpt.item_encoders]
+    if "brand" not in names:
+        raise ValueError("the checkpoint has no item feature 'brand': not a synthetic shop model")
+    f = names.index("brand")
+    encoder = ckpt.item_encoders[f]
+    with torch.no_grad():
+        brands = model.item_codes(torch.arange(len(ckpt.items) + 1))[f].cpu().numpy()  # (N+1,) code per item
+    eligible = first = 0
+    for history, user in tqdm(list(zip(histories, users)), desc="planted brands", unit="user", disable=not progress):
+        target = top_1(model, history, user)
+        brand = encoder.describe(int(brands[target]))
+        if brand not in loyal or brands[history[-1]] != brands[target]:
+            continue
+        eligible += 1
+        labels = [ckpt.items.ids[i - 1] for i in history.tolist()]
+        reasons = feature_reasons(model, history, user, target, ckpt.item_encoders, ckpt.user_encoders, labels)
+        first += bool(reasons) and (reasons[0].feature, reasons[0].value) == ("brand", brand)
+    return {"users": len(histories), "eligible": eligible, "brand_ranked_first": first / eligible if eligible else None}

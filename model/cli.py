@@ -58,6 +58,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     data.add_argument("--items", type=int, default=1_000, help="synthetic: number of items")
     data.add_argument("--mean-length", type=float, default=40.0, help="synthetic: mean interactions per user")
     data.add_argument("--seed", type=int, default=0, help="synthetic: random seed")
+    data.add_argument("--loyal-brands", type=int, default=0,
+                      help="synthetic: plant the rule 'bought brand B, buys brand B next' for this many brands")
     data.set_defaults(run=cmd_data)
 
     for name, helptext in (("train", "train a model; best epoch by validation NDCG@10 is kept"),
@@ -143,7 +145,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     else:
         from attnrec.model.synthetic import ShopConfig, write_shop
 
-        config = ShopConfig(n_users=args.users, n_items=args.items, mean_length=args.mean_length, seed=args.seed)
+        config = ShopConfig(n_users=args.users, n_items=args.items, mean_length=args.mean_length, seed=args.seed,
+                            n_loyal_brands=args.loyal_brands)
         paths = write_shop(args.out, config, progress=True)
     for name, path in paths.items():
         print(f"{name:>12}: {path}")

@@ -13,6 +13,9 @@ ordinary pick), so each planted effect has one true cause. The interactions tabl
 records this in `cause_item_id` (null for ordinary purchases), so an explanation can be
 checked against the truth.
 
+Optionally, a planted feature rule (`n_loyal_brands`): buying a loyal brand makes the next
+purchase another item of the same brand, recorded in `cause_item_id` too.
+
 Users are generated in chunks and written row group by row group: memory holds one
 chunk plus the items table, so 1M items / 10M interactions fit comfortably.
 """
@@ -43,6 +46,12 @@ class ShopConfig:
     zipf: float = 1.1  # popularity skew inside a category
     seed: int = 0
     chunk_users: int = 20_000  # users generated and written at a time
+    # A planted feature rule: buying an item of one of the first `n_loyal_brands` brands makes
+    # the next purchase another item of that brand with probability `p_loyal` ("bought brand B,
+    # gets brand B"), so a feature-level explanation can be checked against the truth. 0 = off
+    # (and the data are exactly as without the rule).
+    n_loyal_brands: int = 0
+    p_loyal: float = 0.8
 
 
 def is_cause(item: np.ndarray, config: ShopConfig) -> np.ndarray:
@@ -85,7 +94,13 @@ def _sample_ranks(n: int, per_category: int, config: ShopConfig, rng: np.random.
     return np.searchsorted(np.cumsum(weights) / weights.sum(), rng.random(n), side="right").clip(0, per_category - 1)
 
 
-def _chunk(config: ShopConfig, first_user: int, n: int, rng: np.random.Generator) -> tuple[pa.Table, pa.Table]:
+def brand_index(items: pa.Table) -> np.ndarray:
+    """Each item's brand number ("brand7" -> 7), in item order."""
+    return np.array([int(b.removeprefix("brand")) for b in items.column("brand").to_pylist()])
+
+
+def _chunk(config: ShopConfig, first_user: int, n: int, rng: np.random.Generator,
+           brand: np.ndarray | None = None) -> tuple[pa.Table, pa.Table]:
     age = rng.integers(18, 70, n)
     gender = rng.choice(np.array(["f", "m", "x"]), n, p=[0.48, 0.48, 0.04])
     region = rng.integers(0, config.n_regions, n)
@@ -111,6 +126,8 @@ def _chunk(config: ShopConfig, first_user: int, n: int, rng: np.random.Generator
         ok[ok] &= items[rows[ok], at[ok]] < 0
         items[rows[ok], at[ok]] = items[rows[ok], t] + 1
         causes[rows[ok], at[ok]] = items[rows[ok], t]
+        if config.n_loyal_brands and t + 1 < T:  # the planted brand rule (no draws when it is off)
+            _plant_brand(items, causes, t, lengths, brand, config, rng)
     mask = np.arange(T)[None, :] < lengths[:, None]
     user_index = np.repeat(np.arange(first_user, first_user + n), lengths)
     start = rng.integers(1_600_000_000, 1_700_000_000, n)
@@ -131,19 +148,35 @@ def _chunk(config: ShopConfig, first_user: int, n: int, rng: np.random.Generator
     return interactions, users
 
 
+def _plant_brand(items: np.ndarray, causes: np.ndarray, t: int, lengths: np.ndarray, brand: np.ndarray,
+                 config: ShopConfig, rng: np.random.Generator) -> None:
+    """Where step t bought a loyal brand, step t+1 (if still free) buys another item of it."""
+    n = len(items)
+    bought = brand[items[:, t]]
+    follow = (bought < config.n_loyal_brands) & (rng.random(n) < config.p_loyal) & (t + 1 < lengths)
+    follow &= items[:, t + 1] < 0
+    for row in np.flatnonzero(follow):
+        same = np.flatnonzero(brand == bought[row])
+        same = same[same != items[row, t]]
+        if len(same):
+            items[row, t + 1] = same[rng.integers(len(same))]
+            causes[row, t + 1] = items[row, t]
+
+
 def write_shop(directory: str | Path, config: ShopConfig = ShopConfig(), progress: bool = False) -> dict[str, Path]:
     """Write interactions.parquet, items.parquet and users.parquet; returns their paths."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(config.seed)
     paths = {name: d / f"{name}.parquet" for name in ("interactions", "items", "users")}
-    pq.write_table(_items(config, rng), paths["items"])
+    items = _items(config, rng)
+    pq.write_table(items, paths["items"])
     writers: dict[str, pq.ParquetWriter] = {}
     try:
         starts = range(0, config.n_users, config.chunk_users)
         for first in tqdm(starts, desc="synthetic users", unit="chunk", disable=not progress):
             n = min(config.chunk_users, config.n_users - first)
-            for name, table in zip(("interactions", "users"), _chunk(config, first, n, rng)):
+            for name, table in zip(("interactions", "users"), _chunk(config, first, n, rng, brand_index(items))):
                 if name not in writers:
                     writers[name] = pq.ParquetWriter(paths[name], table.schema)
                 writers[name].write_table(table)
