@@ -126,8 +126,6 @@ class ServeFile:
     def with_models(self, config: ServingConfig) -> ServeFile:
         """The same file with an entry for each deployment of config's other models (Recommender-NAME,
         Explainer-NAME): their own if the file has one, else a copy of Recommender's or Explainer's."""
-        from attnrec.serving.app import _options_of
-
         deployments = {name: o for name in deployments_of(config)
                        if (o := _options_of(name, self.deployments)) is not None}
         return replace(self, deployments={**self.deployments, **deployments})

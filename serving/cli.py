@@ -17,6 +17,7 @@ from attnrec.model import cli as model_cli
 from attnrec.model.data import DataError
 from attnrec.serving import cluster_train, serve_cli
 from attnrec.serving import explain_cli as local_explain_cli
+from attnrec.serving.network import PortInUse
 
 
 class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.run(args)
-    except (DataError, FileNotFoundError) as e:
+    except (DataError, FileNotFoundError, PortInUse) as e:
         print(f"attnrec {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -16,6 +16,10 @@ WILDCARDS = ("0.0.0.0", "::", "[::]", "")
 RAY_LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
+class PortInUse(RuntimeError):
+    """A port attnrec was told to listen on is taken: said to the user as it is, no traceback."""
+
+
 def is_wildcard(host: str | None) -> bool:
     """True for an address that means every interface."""
     return (host or "") in WILDCARDS

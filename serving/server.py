@@ -11,7 +11,7 @@ from pathlib import Path
 
 from attnrec.serving.app import APP_NAME, ServeFile, app_config
 from attnrec.serving.config import ServingConfig
-from attnrec.serving.network import is_wildcard, keep_ray_on_loopback
+from attnrec.serving.network import PortInUse, is_wildcard, keep_ray_on_loopback
 from attnrec.serving.proxy_hooks import worker_runtime_env
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def start_ray(num_cpus: int | None = None, host: str = "127.0.0.1", dashboard: b
     """
     if metrics_port is not None and not port_free(metrics_port, "" if is_wildcard(host) else "127.0.0.1"):
         # Ray would otherwise fail half a minute later with a startup timeout that does not say why
-        raise RuntimeError(f"metrics port {metrics_port} is in use: pick another with --metrics-port")
+        raise PortInUse(f"metrics port {metrics_port} is in use: pick another with --metrics-port")
     # Without this, two Ray clusters on one host silently share Serve's ports and calls
     # land on the wrong one. It must be set before Ray starts its processes.
     os.environ["SERVE_SOCKET_REUSE_PORT_ENABLED"] = "0"
@@ -92,7 +92,7 @@ def start_service(config: ServingConfig, serve_file: ServeFile, grpc_port: int, 
 
     for name, port in (("gRPC", grpc_port), ("HTTP", http_port)):
         if not port_free(port, host):
-            raise RuntimeError(f"{name} port {port} on {host} is in use: pick another with --port/--http-port")
+            raise PortInUse(f"{name} port {port} on {host} is in use: pick another with --port/--http-port")
     serve.start(
         http_options={"host": host, "port": http_port},
         grpc_options=gRPCOptions(port=grpc_port, grpc_servicer_functions=serve_file.servicer_functions,

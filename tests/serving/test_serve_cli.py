@@ -130,3 +130,20 @@ def test_serve_answers_recommend_and_stops_on_sigterm(tmp_path):
         if serve.poll() is None:
             os.killpg(serve.pid, signal.SIGKILL)
             serve.wait(timeout=30)
+
+
+def test_a_taken_port_or_a_bad_model_flag_is_a_clear_error_not_a_traceback(tmp_path):
+    """Both fail before Ray starts: one line on stderr and exit code 2."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for flags, message in ((["--metrics-port", str(port)], f"metrics port {port} is in use"),
+                               (["--model", "a=somewhere"], "expected NAME=DIR:SHARE"),
+                               (["--model", f"a={tmp_path}:1"], "not a checkpoint directory")):
+            done = subprocess.run([sys.executable, "-m", "attnrec.serving.cli", "serve", *flags, "--port",
+                                   str(free_port()), "--http-port", str(free_port())],
+                                  capture_output=True, text=True, timeout=120)
+            assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
