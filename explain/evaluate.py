@@ -24,7 +24,7 @@ from attnrec.explain.faithfulness import scores_without, top_k
 from attnrec.explain.feature_reasons import (
     feature_reasons,
     necessity_sufficiency,
-    ranks_neutralised,
+    neutralised,
     value_attributions,
     values_of,
 )
@@ -189,8 +189,9 @@ def feature_reasons_eval(model: SASRec, histories: list[np.ndarray], users: list
         with torch.no_grad():
             own = {("item", f, int(c)) for f, cs in enumerate(model.item_codes(torch.as_tensor([target])))
                    for c in np.ravel(cs.cpu().numpy()) if c != 0}
-        alone = ranks_neutralised(model, history, user, target, [[v] for v in present])
-        picks = {"ig": positive[:size], "neutralising": [present[i] for i in np.argsort(-alone, kind="stable")[:size]],
+        _, logits = neutralised(model, history, user, target, [[], *[[v] for v in present]])
+        picks = {"ig": positive[:size],
+                 "neutralising": [present[i] for i in np.argsort(logits[1:], kind="stable")[:size]],
                  "random": [present[i] for i in rng.choice(len(present), min(size, len(present)), replace=False)],
                  "item's own": sorted(own & set(present), key=lambda v: -credit.get(v, 0.0))[:size]}
         for name, chosen in picks.items():

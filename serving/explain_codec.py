@@ -136,7 +136,7 @@ def _reason(e, labels: list[str], reasons: list, cf: pb.Counterfactual | None, l
         history = np.asarray(labels[s.start :])
         best = [i for i in np.argsort(-scores[s], kind="stable")[:REASON_ITEMS] if scores[s][i] > 0]
         items, k = history[sorted(best)].tolist(), None
-    named = [(r.feature, r.value) for r in reasons if r.rank_without > r.rank_now]  # values that matter
+    named = [(r.feature, r.value) for r in reasons if r.score_drop > 0]  # values whose absence lowers the item
     return reason(items, named[:REASON_FEATURES], k)
 
 
@@ -149,7 +149,7 @@ def encode_explain(q: ExplainQuery, x: Explained, catalog: Catalog,
     positions = ([-1] if e.has_user_token else []) + list(range(len(items)))
     removed, note = _marked(q, counterfactual, e.has_user_token)
     mattering = [f"{r.feature} {r.value} (rank {r.rank_without} without it)" for r in x.reasons
-                 if r.rank_without > r.rank_now][:3]
+                 if r.score_drop > 0][:3]
     if mattering:  # the picture names the side features whose absence lowers the item most
         note = "\n".join(filter(None, [note, "features that matter most: " + ", ".join(mattering)]))
     contributions = [
@@ -170,7 +170,8 @@ def encode_explain(q: ExplainQuery, x: Explained, catalog: Catalog,
     )
     response.reason = sentence
     response.feature_reasons.extend(
-        pb.FeatureReason(feature=r.feature, value=r.value, rank_without=r.rank_without, rank_now=r.rank_now,
+        pb.FeatureReason(feature=r.feature, value=r.value, score_drop=r.score_drop, rank_without=r.rank_without,
+                         rank_now=r.rank_now,
                          attribution=r.attribution, item_ids=r.items) for r in x.reasons)
     if counterfactual is not None:
         response.counterfactual.CopyFrom(counterfactual)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from attnrec.explain.feature_reasons import feature_reasons, necessity_sufficiency, ranks_neutralised, values_of
+from attnrec.explain.feature_reasons import feature_reasons, necessity_sufficiency, neutralised, values_of
 from attnrec.model.checkpoint import load_checkpoint
 from attnrec.model.inputs import stack_users
 from attnrec.model.sequences import left_pad
@@ -27,7 +27,7 @@ def test_neutralising_nothing_ranks_as_the_model_does_and_a_value_changes_the_ra
     present = values_of(model, history, user)
     assert {side for side, _, _ in present} == {"item", "user"}  # the shop has both
     for target in (1, 50, 120):
-        ranks = ranks_neutralised(model, history, user, target, [[], *[[v] for v in present]])
+        ranks, _ = neutralised(model, history, user, target, [[], *[[v] for v in present]])
         assert ranks[0] == rank_of(model, history, user, target)
         assert len(set(ranks[1:].tolist())) > 1  # neutralising values is no no-op
     target = int(np.argmin([rank_of(model, history, user, t) for t in range(1, 60)])) + 1  # the top-1
@@ -42,6 +42,6 @@ def test_reasons_are_ranked_by_what_their_absence_does_and_name_their_items(ckpt
     labels = [ckpt.items.ids[i - 1] for i in history]
     reasons = feature_reasons(model, history, None, 7, ckpt.item_encoders, ckpt.user_encoders, labels)
     assert 0 < len(reasons) <= 5
-    assert [r.rank_without for r in reasons] == sorted((r.rank_without for r in reasons), reverse=True)
+    assert [r.score_drop for r in reasons] == sorted((r.score_drop for r in reasons), reverse=True)
     for r in reasons:
         assert r.items and set(r.items) <= set(labels)  # an item feature's carriers (no user given)

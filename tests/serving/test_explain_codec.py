@@ -64,7 +64,7 @@ def test_a_bound_too_small_answers_found_false_with_the_item_where_it_is(ckpt):
 def test_feature_reasons_come_most_necessary_first_and_carry_their_items(ckpt):
     r = ask(ckpt)
     reasons = list(r.feature_reasons)
-    assert reasons and [x.rank_without for x in reasons] == sorted((x.rank_without for x in reasons), reverse=True)
+    assert reasons and [x.score_drop for x in reasons] == sorted((x.score_drop for x in reasons), reverse=True)
     assert all(x.rank_now == 1 and set(x.item_ids) <= set(HISTORY) for x in reasons)
 
 

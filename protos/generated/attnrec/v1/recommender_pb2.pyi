@@ -201,20 +201,22 @@ class ExplainResponse(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., baseline_score: _Optional[float] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., feature_attributions: _Optional[_Iterable[_Union[FeatureAttribution, _Mapping]]] = ..., convergence_delta: _Optional[float] = ..., n_steps: _Optional[int] = ..., faithfulness: _Optional[_Union[Faithfulness, _Mapping]] = ..., image_png: _Optional[bytes] = ..., html: _Optional[str] = ..., unknown_item_ids: _Optional[_Iterable[str]] = ..., model_version: _Optional[str] = ..., more: _Optional[_Iterable[_Union[ExplainResponse, _Mapping]]] = ..., counterfactual: _Optional[_Union[Counterfactual, _Mapping]] = ..., reason: _Optional[str] = ..., feature_reasons: _Optional[_Iterable[_Union[FeatureReason, _Mapping]]] = ...) -> None: ...
 
 class FeatureReason(_message.Message):
-    __slots__ = ("feature", "value", "rank_without", "rank_now", "attribution", "item_ids")
+    __slots__ = ("feature", "value", "rank_without", "rank_now", "attribution", "item_ids", "score_drop")
     FEATURE_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     RANK_WITHOUT_FIELD_NUMBER: _ClassVar[int]
     RANK_NOW_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTION_FIELD_NUMBER: _ClassVar[int]
     ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
+    SCORE_DROP_FIELD_NUMBER: _ClassVar[int]
     feature: str
     value: str
     rank_without: int
     rank_now: int
     attribution: float
     item_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, feature: _Optional[str] = ..., value: _Optional[str] = ..., rank_without: _Optional[int] = ..., rank_now: _Optional[int] = ..., attribution: _Optional[float] = ..., item_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    score_drop: float
+    def __init__(self, feature: _Optional[str] = ..., value: _Optional[str] = ..., rank_without: _Optional[int] = ..., rank_now: _Optional[int] = ..., attribution: _Optional[float] = ..., item_ids: _Optional[_Iterable[str]] = ..., score_drop: _Optional[float] = ...) -> None: ...
 
 class Counterfactual(_message.Message):
     __slots__ = ("found", "positions", "item_ids", "new_top_item_id", "new_rank", "sets_scored")
