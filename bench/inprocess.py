@@ -59,7 +59,9 @@ def explain_methods(ckpt, config: BenchConfig) -> list[ExplainMethod]:
     from attnrec.explain.ablation import deletion_attribution
     from attnrec.explain.attention import rollout
     from attnrec.explain.attribution import integrated_gradients
+    from attnrec.explain.counterfactual import counterfactual
     from attnrec.explain.explain import explain
+    from attnrec.explain.feature_reasons import feature_reasons
 
     q = queries(ckpt, 1, config.history, 1)[0]
     model = ckpt.model
@@ -67,19 +69,28 @@ def explain_methods(ckpt, config: BenchConfig) -> list[ExplainMethod]:
     seq = torch.as_tensor(q.history[None], device=device)
     user = None if q.user is None else [torch.as_tensor(np.asarray(c)[None], device=device) for c in q.user]
     with torch.no_grad():
-        target = int(model.score_all(seq, user).argmax())  # the top-1 item, as Explain does by default
+        scores = model.score_all(seq, user)[0]
+        scores[torch.as_tensor(q.seen, device=device)] = float("-inf")
+        target = int(scores.argmax())  # the top-1 item, history masked, as Explain does by default
 
     def attention_only() -> None:
         with torch.no_grad():
             _, att = model(seq, user, return_attention=True)
             rollout(att)
 
+    labels = [ckpt.items.ids[i - 1] for i in q.history.tolist()]
     rows = []
+    # steps 0: no integrated gradients in them; what each adds to an answer (feature reasons to every
+    # one, a counterfactual to those that ask)
+    costs = [(0, {"feature reasons": lambda: feature_reasons(model, q.history, q.user, target, ckpt.item_encoders,
+                                                             ckpt.user_encoders, labels),
+                  "counterfactual (top 10, up to 5)": lambda: counterfactual(model, q.seen, q.user, target)})]
     for steps in config.explain_steps:
-        methods = {"attention+rollout": attention_only,
-                   "ig": lambda n=steps: integrated_gradients(model, seq, user, target, n_steps=n),
-                   "deletion": lambda: deletion_attribution(model, q.history, q.user, target),
-                   "combined (all)": lambda n=steps: explain(model, q.history, q.user, target, n_steps=n)}
+        costs.append((steps, {"attention+rollout": attention_only,
+                              "ig": lambda n=steps: integrated_gradients(model, seq, user, target, n_steps=n),
+                              "deletion": lambda: deletion_attribution(model, q.history, q.user, target),
+                              "combined (all)": lambda n=steps: explain(model, q.history, q.user, target, n_steps=n)}))
+    for steps, methods in costs:
         for name, fn in methods.items():
             fn()
             times = []

@@ -68,9 +68,9 @@ def neutralised(model: SASRec, history: np.ndarray, user: list[np.ndarray] | Non
             codes = item_codes if side == "item" else user_codes
             codes[f][row][codes[f][row] == code] = 0  # the feature's unknown value
     scores = model.encode_codes(seq, item_codes, user_codes) @ model.all_item_vectors().T  # (V, N+1)
+    target_scores = scores[:, target].clone()  # its logit even if the history holds it (then it ranks below all)
     scores[:, PAD] = float("-inf")
     scores[:, torch.as_tensor(history, device=device)] = float("-inf")
-    target_scores = scores[:, target]
     return ((scores > target_scores[:, None]).sum(1) + 1).cpu().numpy(), target_scores.double().cpu().numpy()
 
 

@@ -45,3 +45,11 @@ def test_reasons_are_ranked_by_what_their_absence_does_and_name_their_items(ckpt
     assert [r.score_drop for r in reasons] == sorted((r.score_drop for r in reasons), reverse=True)
     for r in reasons:
         assert r.items and set(r.items) <= set(labels)  # an item feature's carriers (no user given)
+
+
+def test_an_item_the_history_holds_gets_finite_reasons(ckpt):
+    """Explain may be asked about an item the user already has: masked in ranking, its logit still counts."""
+    model, history = ckpt.model, np.array([3, 8, 13, 21, 34])
+    labels = [ckpt.items.ids[i - 1] for i in history]
+    reasons = feature_reasons(model, history, None, 13, ckpt.item_encoders, ckpt.user_encoders, labels)
+    assert reasons and all(np.isfinite(r.score_drop) for r in reasons)
