@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from attnrec.model.checkpoint import Checkpoint, calibration_codes
-from attnrec.model.rerank import rerank_mixes
+from attnrec.model.rerank import Mix, rerank_mixes
 from attnrec.serving.config import ServingConfig
 from attnrec.v1 import recommender_pb2 as pb
 
@@ -61,7 +61,7 @@ class Query:
     unknown_item_ids: tuple[str, ...]
     unknown_user: bool
     rerank_weight: float = 0.0  # > 0: calibrated re-ranking with this weight
-    rerank_mixes: tuple = ()  # what calibrated re-ranking balances (model/rerank.py)
+    rerank_mixes: tuple[Mix, ...] = ()  # what calibrated re-ranking balances (model/rerank.py)
 
 
 @dataclass(frozen=True)
