@@ -27,10 +27,15 @@ from attnrec.model.sasrec import PAD, SASRec
 Value = tuple[str, int, int]  # ("item" or "user", feature index, code)
 
 
+def history_codes(model: SASRec, history: np.ndarray) -> list[np.ndarray]:
+    """The history items' side-feature codes, per item feature: (T,) or (T, L)."""
+    with torch.no_grad():
+        return [c.cpu().numpy() for c in model.item_codes(torch.as_tensor(history))]
+
+
 def values_of(model: SASRec, history: np.ndarray, user: list[np.ndarray] | None) -> list[Value]:
     """Every side-feature value present in the history's items and the user's features."""
-    with torch.no_grad():
-        codes = [c.cpu().numpy() for c in model.item_codes(torch.as_tensor(history))]
+    codes = history_codes(model, history)
     out = [("item", f, int(c)) for f, cs in enumerate(codes) for c in np.unique(cs) if c != 0]
     out += [("user", f, int(c)) for f, cs in enumerate(user or []) for c in np.unique(np.ravel(cs)) if c != 0]
     return out
@@ -40,8 +45,7 @@ def value_attributions(part_attribution: Sequence[np.ndarray], model: SASRec, hi
                        user: list[np.ndarray] | None) -> dict[Value, float]:
     """Integrated-gradients attribution per side-feature value, summed over every place carrying
     it (part_attribution as explain.Explanation.part_attribution: item id, item features, user features)."""
-    with torch.no_grad():
-        codes = [c.cpu().numpy() for c in model.item_codes(torch.as_tensor(history))]
+    codes = history_codes(model, history)
     n_item = 1 + len(codes)
     out: dict[Value, float] = {}
     places = [("item", f, attr, cs) for f, (attr, cs) in enumerate(zip(part_attribution[1:n_item], codes))]
@@ -109,8 +113,7 @@ def feature_reasons(model: SASRec, history: np.ndarray, user: list[np.ndarray] |
     drops = logits[0] - logits[1:]
     credit = attributions or {}
     order = np.argsort(-drops, kind="stable")[:top]
-    with torch.no_grad():
-        codes = [c.cpu().numpy() for c in model.item_codes(torch.as_tensor(history))]
+    codes = history_codes(model, history)
     out = []
     for i in order:
         side, f, code = present[i]
