@@ -205,7 +205,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         try:
             r = client.recommend(_split(args.history), args.k, args.user, _split(args.candidates),
                                  args.include_history, rerank=args.rerank, rerank_weight=args.rerank_weight)
-            why = client.explain(_split(args.history), r.items[0].item_id, args.user) \
+            why = client.explain(_split(args.history), r.items[0].item_id, args.user, counterfactual=True) \
                 if args.explain and r.items else None
         except grpc.RpcError as e:
             print(f"attnrec recommend: {e.code().name}: {e.details()}", file=sys.stderr)
@@ -225,12 +225,14 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def explanation_text(why, n: int = 3) -> str:
-    """An ExplainResponse for people: the history items and feature values that drove it most."""
+    """An ExplainResponse for people: its sentence, then the history items and the feature values
+    that drove it most."""
     items = sorted((c for c in why.contributions if c.position >= 0), key=lambda c: -c.combined)[:n]
-    lines = [f"why {why.item_id}: the history items that drove it most (logit drop without each, combined score)"]
+    lines = [f"why {why.item_id}: {why.reason}" if why.reason else f"why {why.item_id}:",
+             "  the history items that drove it most (logit drop without each, combined score):"]
     lines += [f"  {c.item_id:<20} deletion {c.deletion:+.3f}  combined {c.combined:+.3f}  attention {c.attention:.3f}"
               for c in items]
-    if why.feature_attributions:
-        lines.append("  features: " + ", ".join(f"{f.feature}={f.value} ({f.attribution:+.2f})"
-                                                for f in why.feature_attributions[:n]))
+    if why.feature_reasons:
+        lines.append("  features whose absence lowers it most: " + ", ".join(
+            f"{f.feature}={f.value} (-{f.score_drop:.2f})" for f in why.feature_reasons[:n] if f.score_drop > 0))
     return "\n".join(lines)

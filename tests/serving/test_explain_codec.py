@@ -135,3 +135,13 @@ def test_a_fault_in_one_request_fails_only_that_request(ckpt, monkeypatch):
                         if "i32" in title else real_png(e, labels, title, *marks))
     answers = answer_explains([good[0], bad, good[1]], ckpt, catalog, CONFIG)
     assert isinstance(answers[1], ValueError) and answers[0] == together[0] and answers[2] == together[2]
+
+
+def test_the_recommend_commands_explanation_leads_with_the_sentence(ckpt):
+    from attnrec.serving.serve_cli import explanation_text
+
+    why = ask(ckpt)
+    lines = explanation_text(why).splitlines()
+    assert lines[0] == f"why {why.item_id}: {why.reason}" and why.reason.startswith("Recommended because of")
+    assert any(line.startswith("  features whose absence lowers it most: ") for line in lines) == any(
+        f.score_drop > 0 for f in why.feature_reasons[:3])
