@@ -136,7 +136,9 @@ def test_acknowledged_events_survive_a_kill_9_of_the_log_exactly_once(client, se
         for f in running:
             f.result()
     assert failures, f"{len(victims)} kills interrupted no call: it proves nothing"
-    assert set(failures) <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL}
+    # UNAVAILABLE / INTERNAL: the call was in the killed replica; DEADLINE_EXCEEDED: it waited for
+    # the replacement longer than its deadline. Nothing of any of them was acknowledged.
+    assert set(failures) <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.DEADLINE_EXCEEDED}
     written = read_log(service["feedback_dir"], "events")
     ours = written.filter(pc.starts_with(written.column("event_id"), prefix))
     once = read_events(service["feedback_dir"])
