@@ -78,7 +78,7 @@ def explain_methods(ckpt, config: BenchConfig) -> list[ExplainMethod]:
             _, att = model(seq, user, return_attention=True)
             rollout(att)
 
-    labels = [ckpt.items.ids[i - 1] for i in q.history.tolist()]
+    labels = ckpt.items.ids_of(q.history)
     rows = []
     # steps 0: no integrated gradients in them; what each adds to an answer (feature reasons to every
     # one, a counterfactual to those that ask)

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from attnrec.explain.faithfulness import scores_without
 from attnrec.model.inputs import stack_users
 from attnrec.model.sasrec import PAD, SASRec
 from attnrec.model.sequences import left_pad
@@ -91,15 +92,10 @@ def user_curves(model: SASRec, history: np.ndarray, user: list[np.ndarray] | Non
     return out
 
 
-@torch.inference_mode()
 def still_in_top(model: SASRec, history: np.ndarray, user: list[np.ndarray] | None, target: int,
                  removals: Sequence[np.ndarray], k: int = 10) -> np.ndarray:
     """Whether the target stays in the top k (original history masked) after each deletion."""
-    device = model.item_emb.weight.device
-    seq = torch.as_tensor(left_pad([np.delete(history, r) for r in removals], model.config.max_len), device=device)
-    scores = model.score_all(seq, stack_users([user] * len(removals), model.config.user_features, device))
-    scores[:, torch.as_tensor(history, device=device)] = float("-inf")
-    return ((scores > scores[:, target][:, None]).sum(1) < k).cpu().numpy()
+    return scores_without(model, history, user, target, removals)[1] < k
 
 
 def summarise(per_user: list[dict], pos: dict[str, list[float]], fractions: Sequence[float] = FRACTIONS) -> dict:

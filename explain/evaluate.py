@@ -225,7 +225,7 @@ def planted_brand_eval(ckpt, histories: list[np.ndarray], users: list[list[np.nd
         if brand not in loyal or brands[history[-1]] != brands[target]:
             continue
         eligible += 1
-        labels = [ckpt.items.ids[i - 1] for i in history.tolist()]
+        labels = ckpt.items.ids_of(history)
         reasons = feature_reasons(model, history, user, target, ckpt.item_encoders, ckpt.user_encoders, labels)
         first += bool(reasons) and (reasons[0].feature, reasons[0].value) == ("brand", brand)
     return {"users": len(histories), "eligible": eligible, "brand_ranked_first": first / eligible if eligible else None}

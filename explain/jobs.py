@@ -13,13 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from attnrec.explain.config import ExplainConfig
 from attnrec.explain.counterfactual import Counterfactual, CounterfactualConfig, counterfactual
 from attnrec.explain.explain import Explanation, explain_batch
 from attnrec.explain.faithfulness import Comprehensiveness, comprehensiveness
-from attnrec.explain.feature_reasons import Reason, feature_reasons, value_attributions
+from attnrec.explain.feature_reasons import Reason, feature_reasons, history_codes, value_attributions
 from attnrec.explain.features import feature_attributions
 from attnrec.model.checkpoint import Checkpoint
 
@@ -87,23 +86,16 @@ def _explain_together(ckpt: Checkpoint, jobs: Sequence[ExplainJob], config: Expl
                                  [target for _, target in pairs], config, n_steps, integrated, deletion)
     out: dict[int, list[Explained]] = {id(job): [] for job in jobs}
     for (job, _), e in zip(pairs, explanations):
-        features = _features(ckpt, job, e) if job.integrated else []
+        labels = ckpt.items.ids_of(job.history)
+        features = feature_attributions(e.part_attribution, labels, history_codes(ckpt.model, job.history), job.user,
+                                        ckpt.item_encoders, ckpt.user_encoders) if job.integrated else []
         faithful = comprehensiveness(ckpt.model, job.history, job.user, e) if job.faithfulness else None
         found = None
         if job.counterfactual is not None:
             found = counterfactual(ckpt.model, job.seen if job.seen is not None else job.history, job.user,
                                    e.target, job.counterfactual)
-        labels = [ckpt.items.ids[i - 1] for i in job.history.tolist()]
         credit = value_attributions(e.part_attribution, ckpt.model, job.history, job.user) if job.integrated else None
         reasons = feature_reasons(ckpt.model, job.history, job.user, e.target, ckpt.item_encoders,
                                   ckpt.user_encoders, labels, credit)
         out[id(job)].append(Explained(e, features, faithful, found, reasons))
     return [out[id(job)] for job in jobs]
-
-
-def _features(ckpt: Checkpoint, job: ExplainJob, e: Explanation) -> list[tuple[str, str, float]]:
-    with torch.no_grad():
-        item_codes = [c.cpu().numpy() for c in ckpt.model.item_codes(torch.as_tensor(job.history))]
-    labels = [ckpt.items.ids[i - 1] for i in job.history.tolist()]  # item index i >= 1 is ids[i - 1]
-    return feature_attributions(e.part_attribution, labels, item_codes, job.user, ckpt.item_encoders,
-                                ckpt.user_encoders)

@@ -31,6 +31,10 @@ class Vocab:
         index = pc.index_in(arr, value_set=pa.array(self.ids, pa.string()))
         return pc.fill_null(pc.add(index, 1), 0).to_numpy(zero_copy_only=False).astype(np.int64)
 
+    def ids_of(self, indices: Sequence[int] | np.ndarray) -> list[str]:
+        """External ids of indices (each >= 1): the inverse of `lookup`."""
+        return [self.ids[i - 1] for i in np.asarray(indices).ravel().tolist()]
+
     @staticmethod
     def from_columns(*columns: pa.ChunkedArray | pa.Array) -> Vocab:
         """A sorted vocabulary of the distinct values of string columns."""

@@ -108,5 +108,5 @@ def model_lists(ckpt: Checkpoint, users: Sequence[str], histories: Sequence[Sequ
         for row, q in enumerate(seqs):
             scores[row, torch.as_tensor(q, dtype=torch.long)] = float("-inf")
         top = scores.topk(k, dim=1).indices.numpy()  # (B, k)
-        out += [[ckpt.items.ids[i - 1] for i in row] for row in top]
+        out += [ckpt.items.ids_of(row) for row in top]
     return out

@@ -33,6 +33,11 @@ class InvalidArgument(ValueError):
             message = message.encode()[: MAX_DETAILS_BYTES - 20].decode(errors="ignore") + " … (shortened)"
         super().__init__(message)
         self.field = field
+        self.problem = problem
+
+    def in_entry(self, index: int) -> InvalidArgument:
+        """The same error for entry `index` of a RecommendBatch (its field prefixed `requests[i].`)."""
+        return InvalidArgument(f"requests[{index}].{self.field}", self.problem)
 
 
 def shorten(value: str, keep: int = 40) -> str:

@@ -99,6 +99,9 @@ async def swap(current: Loaded, checkpoint: str | None, config: ServingConfig, w
     return new
 
 
+# A downstream replica could not take the call (it died, none is up yet, or its queue is full):
+# the caller may retry it unchanged (UNAVAILABLE).
+UNREACHABLE = (RayActorError, DeploymentUnavailableError, BackPressureError)
 DEFAULT_BATCH = BatchConfig()  # batching defaults come from BatchConfig alone (serve.yaml and bench leave them out)
 
 
@@ -150,7 +153,7 @@ class Recommender:
         if name == self.name:
             response = await self._recommend(request)
         else:
-            data = await self._forward(name, "answer", request.SerializeToString(), grpc_context)
+            data = await self._forward(name, request.SerializeToString(), grpc_context)
             response = pb.RecommendResponse() if data is None else pb.RecommendResponse.FromString(data)
         self.metrics.answered([request], [response])
         if response.request_id:
@@ -171,17 +174,18 @@ class Recommender:
         """A Recommend handed over by the ingress (this is another model's Recommender)."""
         return _wire(await _outcome(self._recommend(pb.RecommendRequest.FromString(payload))), "Recommend")
 
-    async def answer_batch(self, payload: bytes) -> bytes:
-        """The entries of a RecommendBatch that the ingress handed over to this model."""
+    async def answer_batch(self, payload: bytes, at: list[int]) -> bytes:
+        """The entries of a RecommendBatch that the ingress handed over to this model (`at`: their
+        indices in the whole call, which errors name)."""
         response = pb.RecommendBatchResponse()
-        await self._rank_batch(pb.RecommendBatchRequest.FromString(payload), response)
+        await self._rank_batch(pb.RecommendBatchRequest.FromString(payload), response, at)
         return response.SerializeToString()
 
-    async def _forward(self, name: str, method: str, payload: bytes, grpc_context) -> bytes | None:
-        """Another model's answer through its Recommender; None (status set) when there is none."""
+    async def _forward(self, name: str, payload: bytes, grpc_context) -> bytes | None:
+        """Another model's Recommend answer through its Recommender; None (status set) when there is none."""
         try:
-            data, code, details = await getattr(self.models[name], method).remote(payload)
-        except (RayActorError, DeploymentUnavailableError, BackPressureError) as e:
+            data, code, details = await self.models[name].answer.remote(payload)
+        except UNREACHABLE as e:
             _fail(grpc_context, grpc.StatusCode.UNAVAILABLE, f"Recommend (model {name})", e)
             return None
         if code:
@@ -216,7 +220,7 @@ class Recommender:
             try:
                 groups.setdefault(self.split.pick(r.user_id, r.model_name), []).append(i)
             except InvalidArgument as e:
-                refused.append((i, InvalidArgument(f"requests[{i}].{e.field}", str(e).split(": ", 1)[1])))
+                refused.append((i, e.in_entry(i)))
         return groups, refused
 
     async def _batch_part(self, name: str, request: pb.RecommendBatchRequest, rows: list[int],
@@ -225,28 +229,25 @@ class Recommender:
         part, answered = pb.RecommendBatchRequest(requests=[request.requests[i] for i in rows]), \
             pb.RecommendBatchResponse()
         if name == self.name:
-            await self._rank_batch(part, answered)
+            await self._rank_batch(part, answered, rows)
         else:
             try:
                 answered = pb.RecommendBatchResponse.FromString(
-                    await self.models[name].answer_batch.remote(part.SerializeToString()))
+                    await self.models[name].answer_batch.remote(part.SerializeToString(), rows))
             except Exception as e:  # noqa: BLE001 (these entries fail; the rest of the batch is answered)
                 message = _logged(f"RecommendBatch (model {name})", e)
-                code = "UNAVAILABLE" if isinstance(e, (RayActorError, DeploymentUnavailableError,
-                                                       BackPressureError)) else "INTERNAL"
+                code = "UNAVAILABLE" if isinstance(e, UNREACHABLE) else "INTERNAL"
                 for i in rows:
                     entries[i].error.CopyFrom(pb.RequestError(code=code, message=message, index=i))
                 return
-        for j, i in enumerate(rows):
-            entries[i].CopyFrom(answered.responses[j])
-            if entries[i].error.code:  # its index and field named within the part: name them in the call
-                entries[i].error.index = i
-                entries[i].error.message = entries[i].error.message.replace(f"requests[{j}]", f"requests[{i}]", 1)
+        for i, answer in zip(rows, answered.responses):
+            entries[i].CopyFrom(answer)
 
-    async def _rank_batch(self, request: pb.RecommendBatchRequest, response: pb.RecommendBatchResponse) -> None:
+    async def _rank_batch(self, request: pb.RecommendBatchRequest, response: pb.RecommendBatchResponse,
+                          at: list[int] | None = None) -> None:
         loaded = self.loaded
         chunks = answer_in_chunks(request, loaded.ckpt.model, loaded.catalog, self.config,
-                                  self.batch_config.max_batch_size, response)
+                                  self.batch_config.max_batch_size, response, at)
         # Off the event loop: a heavy batch (1,024 users x 1,000 ids) takes about a second of
         # Python and torch, and single Recommends on this replica need the loop several times
         # each. Chunk by chunk in a worker thread, they go on being answered beside it.
@@ -266,7 +267,7 @@ class Recommender:
         if decoded.events.num_rows:
             try:
                 response.accepted, response.duplicates = await self.feedback.record.remote(decoded.events)
-            except (RayActorError, DeploymentUnavailableError, BackPressureError) as e:  # nothing acknowledged
+            except UNREACHABLE as e:  # nothing acknowledged
                 _fail(grpc_context, grpc.StatusCode.UNAVAILABLE, "Feedback (no event of this call was "
                       "acknowledged; retry it with the same event_ids)", e)
                 return pb.FeedbackResponse()

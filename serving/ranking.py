@@ -110,11 +110,13 @@ def answer_batch(request: pb.RecommendBatchRequest, model: SASRec, catalog: Cata
 
 
 def answer_in_chunks(request: pb.RecommendBatchRequest, model: SASRec, catalog: Catalog, config: ServingConfig,
-                     chunk_size: int, response: pb.RecommendBatchResponse) -> Iterator[int]:
+                     chunk_size: int, response: pb.RecommendBatchResponse,
+                     at: Sequence[int] | None = None) -> Iterator[int]:
     """RecommendBatch, `chunk_size` entries at a time: each step decodes, ranks and encodes
     one chunk into `response` and yields how many it ranked, so that a server can answer
     other calls between steps. A bad entry gets its own error (its field prefixed with
-    `requests[i].`) and never fails the others. The batch's own size is checked by the caller."""
+    `requests[i].`) and never fails the others. The batch's own size is checked by the caller.
+    `at`: each entry's index in the call it came from, when `request` is a part of one."""
     entries = [response.responses.add() for _ in request.requests]  # filled in place, never copied
     for start in range(0, len(entries), chunk_size):
         valid: list[tuple[int, Query]] = []
@@ -122,7 +124,8 @@ def answer_in_chunks(request: pb.RecommendBatchRequest, model: SASRec, catalog: 
             try:
                 valid.append((i, decode_recommend(request.requests[i], catalog, config)))
             except InvalidArgument as e:
-                encode_error(InvalidArgument(f"requests[{i}].{e.field}", str(e).split(": ", 1)[1]), entries[i], i)
+                index = i if at is None else at[i]
+                encode_error(e.in_entry(index), entries[i], index)
         if valid:
             for (i, query), ranked in zip(valid, rank(model, [q for _, q in valid])):
                 encode_recommend(query, ranked, catalog, into=entries[i])
