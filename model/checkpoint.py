@@ -3,6 +3,7 @@
     config.json      ModelConfig
     model.safetensors weights and per-item feature codes
     items.parquet    item vocabulary: row i is item index i + 1, with its training interactions
+                     and its title where the data has one (shown to people, never a model input)
     users.parquet    user vocabulary and each user's feature codes: row u is user index u + 1
     encoders.json    how item and user feature columns turn into codes
     metadata.json    data fingerprint, metrics, library versions, training time
@@ -49,6 +50,7 @@ class Checkpoint:
     user_codes: list[np.ndarray]  # per user feature: (n_users + 1,) or (n_users + 1, L); row 0 = unknown user
     metadata: dict = field(default_factory=dict)
     item_counts: np.ndarray | None = None  # (n_items + 1,) interactions per item in training; None = not recorded
+    titles: tuple[str, ...] | None = None  # per item (vocabulary order), "" where it has none; None = no titles
 
     @property
     def config(self) -> ModelConfig:
@@ -76,6 +78,8 @@ class Checkpoint:
         items = {"item_id": pa.array(self.items.ids, pa.string())}
         if self.item_counts is not None:
             items["train_count"] = pa.array(np.asarray(self.item_counts[1:], dtype=np.int64))
+        if self.titles is not None:
+            items["title"] = pa.array(self.titles, pa.string())
         pq.write_table(pa.table(items), d / "items.parquet")
         users = {"user_id": pa.array(self.users.ids, pa.string())}
         for e, codes in zip(self.user_encoders, self.user_codes):
@@ -137,7 +141,24 @@ def load_checkpoint(directory: str | Path, device: torch.device | str = "cpu") -
         user_codes=user_codes,
         metadata=json.loads((d / "metadata.json").read_text()) if (d / "metadata.json").exists() else {},
         item_counts=counts,
+        titles=tuple(items.column("title").to_pylist()) if "title" in items.column_names else None,
     )
+
+
+TITLE_COLUMNS = ("title", "name")  # an items table's column that names each item for people
+
+
+def item_titles(table: pa.Table | None, vocab: Vocab) -> tuple[str, ...] | None:
+    """Each vocabulary item's title from the items table's first text column of TITLE_COLUMNS
+    ("" for an item without one); None when the table has no such column."""
+    if table is None:
+        return None
+    column = next((c for c in TITLE_COLUMNS if c in table.column_names
+                   and pa.types.is_string(table.schema.field(c).type)), None)
+    if column is None:
+        return None
+    by_id = dict(zip(table.column("item_id").to_pylist(), table.column(column).to_pylist()))
+    return tuple(by_id.get(item) or "" for item in vocab.ids)
 
 
 def feature_codes(

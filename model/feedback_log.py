@@ -29,7 +29,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-EVENT_TYPES = ("impression", "click", "add_to_cart", "purchase", "rating")
+EVENT_TYPES = ("impression", "click", "add_to_cart", "purchase", "rating", "not_interested")
 EVENT_SCHEMA = pa.schema([
     ("event_id", pa.string()),  # the client's, unique per event: retries carry the same one
     ("request_id", pa.string()),  # the Recommend answer the event responds to ("" = organic)

@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from attnrec.model.checkpoint import Checkpoint, feature_codes
+from attnrec.model.checkpoint import Checkpoint, feature_codes, item_titles
 from attnrec.model.config import FeatureSpec, ModelConfig, TrainConfig
 from attnrec.model.data import DataError, Tables
 from attnrec.model.evaluate import cases, evaluate, model_scorer, popularity_scorer
@@ -45,6 +45,7 @@ class Prepared:
     item_codes: list[np.ndarray]
     user_codes: list[np.ndarray]
     split: Split
+    titles: tuple[str, ...] | None = None  # per item, for people (checkpoint.item_titles)
 
 
 def prepare(
@@ -81,6 +82,7 @@ def prepare(
         item_codes=feature_codes(tables.items, "item_id", items, item_encoders),
         user_codes=feature_codes(tables.users, "user_id", users, user_encoders),
         split=leave_one_out(seqs),
+        titles=item_titles(tables.items, items),
     )
 
 
@@ -196,7 +198,8 @@ def train(
     model = SASRec(model_config).to(device)
     model.set_item_codes([torch.tensor(c) for c in item_codes])  # a copy: arrays from Ray are read-only
     ckpt = Checkpoint(model, prepared.items, prepared.users, item_encoders, user_encoders, user_codes,
-                      item_counts=np.bincount(split.train.items, minlength=len(prepared.items) + 1))
+                      item_counts=np.bincount(split.train.items, minlength=len(prepared.items) + 1),
+                      titles=prepared.titles)
     windows = training_windows(split, model_config.max_len)
     if len(windows) == 0:
         raise DataError("interactions: no user has two or more interactions, nothing to train on")

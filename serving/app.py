@@ -108,7 +108,7 @@ class ServeFile:
     http_port: int = 8000
     request_timeout_s: float | None = None
     servicer_functions: list[str] = field(default_factory=lambda: [SERVICER])  # grpc_servicer_functions
-    route_prefix: str = "/" + APP_NAME
+    route_prefix: str = "/"  # HTTP paths below it: the page at /ui/
     args: dict = field(default_factory=dict)
     deployments: dict[str, dict] = field(default_factory=dict)
 
@@ -166,7 +166,7 @@ class ServeFile:
             http_port=int(doc.get("http_options", {}).get("port", 8000)),
             request_timeout_s=grpc.get("request_timeout_s"),
             servicer_functions=list(grpc.get("grpc_servicer_functions") or [SERVICER]),
-            route_prefix=app.get("route_prefix", "/" + APP_NAME),
+            route_prefix=app.get("route_prefix", "/"),
             args=dict(app.get("args", {})),
             deployments={d["name"]: {k: v for k, v in d.items() if k != "name"} for d in app.get("deployments", [])},
         )

@@ -83,6 +83,7 @@ class Catalog:
     def __init__(self, ckpt: Checkpoint):
         self.item_ids = np.asarray(("",) + ckpt.items.ids, dtype=object)  # index -> id; 0 = padding
         self.item_index = {item: i + 1 for i, item in enumerate(ckpt.items.ids)}
+        self.titles = ("",) + (ckpt.titles or ("",) * len(ckpt.items.ids))  # index -> title, "" = none
         self.user_index = {user: i + 1 for i, user in enumerate(ckpt.users.ids)}
         self.user_codes = ckpt.user_codes if ckpt.config.has_user_token else None
         self.user_encoders = {e.name: e for e in ckpt.user_encoders}
@@ -91,6 +92,10 @@ class Catalog:
         feature, codes = calibration_codes(ckpt)
         self.calibration_feature = feature  # the item feature calibrated re-ranking balances, None = none
         self.rerank_mixes = rerank_mixes(codes, ckpt.item_counts)  # () = nothing to calibrate on
+
+    def name(self, index: int) -> str:
+        """What people call an item: its title where the data has one, else its id."""
+        return self.titles[index] or self.item_ids[index]
 
     def lookup(self, ids: Sequence[str], unknown: dict[str, None]) -> np.ndarray:
         """Indices of known ids (unknown ones are added to `unknown`, first seen first)."""

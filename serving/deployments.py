@@ -21,6 +21,8 @@ from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
+from starlette.requests import Request
+from starlette.responses import Response
 
 from attnrec.model.checkpoint import resolve_checkpoint
 from attnrec.model.feedback_log import FeedbackWriter
@@ -39,6 +41,7 @@ from attnrec.serving.explain_codec import answer_explains
 from attnrec.serving.feedback import RecentIds, decode_feedback, impressions_table
 from attnrec.serving.loaded import Loaded, load
 from attnrec.serving.metrics import ExplainMetrics, FeedbackMetrics, RecommendMetrics
+from attnrec.serving.page import Service, Shelf, respond
 from attnrec.serving.ranking import answer_in_chunks, rank_each
 from attnrec.serving.variants import Split
 from attnrec.serving.wire import Malformed
@@ -127,6 +130,8 @@ class Recommender:
         self.batch_config = DEFAULT_BATCH  # replaced by reconfigure() when Serve passes a user_config
         self.batch_wait = BatchWait(self.batch_config)
         self.in_flight = 0  # Recommend calls between decoding and answer: the batch and its queue
+        self.page = Service(self.Recommend, self.Explain, self.Feedback, self._shelf, self._page_info)
+        self.shelf: tuple[Loaded, Shelf] | None = None  # the page's view of self.loaded's items, made on first use
         log.info("Recommender loaded %s (%s, %d items) on %s%s", self.loaded.path, self.loaded.model_version,
                  len(self.loaded.catalog.item_index), self.loaded.ckpt.model.item_emb.weight.device,
                  f"; models {', '.join(f'{v.name} {v.share:.0%}' for v in config.models)}" if config.models else "")
@@ -318,6 +323,23 @@ class Recommender:
             grpc_context.set_code(getattr(grpc.StatusCode, code))
             grpc_context.set_details(details)
         return pb.ExplainResponse.FromString(payload)
+
+    async def __call__(self, request: Request) -> Response:
+        """HTTP: the page for people (serving/page.py), through the same RPC methods."""
+        try:
+            return await respond(request, self.page)
+        except Exception as e:  # noqa: BLE001 (answered as 500 with an error id; the traceback goes to the log)
+            return Response(_logged("page", e), status_code=500, media_type="text/plain")
+
+    def _shelf(self) -> Shelf:
+        loaded = self.loaded
+        if self.shelf is None or self.shelf[0] is not loaded:
+            self.shelf = (loaded, Shelf.of(loaded.ckpt))
+        return self.shelf[1]
+
+    def _page_info(self) -> dict:
+        return {"model_version": self.loaded.model_version, "models": [v.name for v in self.config.models],
+                "feedback": self.feedback is not None, "max_k": self.config.max_k}
 
     def stats_summary(self) -> dict:
         """Batch sizes formed so far, and the model served (call through a DeploymentHandle)."""

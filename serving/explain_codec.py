@@ -120,14 +120,20 @@ def _marked(q: ExplainQuery, cf: pb.Counterfactual | None, user_token: bool) -> 
 
 
 REASON_ITEMS = 2  # history items a reason names when no counterfactual was found
+PICTURE_LABEL_CHARS = 24  # a history item's label under the picture's columns
 REASON_FEATURES = 2
 
 
-def _reason(e, labels: list[str], reasons: list, cf: pb.Counterfactual | None, leave: int | None) -> str:
-    """The sentence of `explain.reason` from what this explanation measured (`leave`: the rank a
-    counterfactual was asked to take the item out of)."""
+def _short(text: str, keep: int) -> str:
+    return text if len(text) <= keep else text[: keep - 1] + "…"
+
+
+def _reason(e, labels: list[str], reasons: list, cf: pb.Counterfactual | None, leave: int | None,
+            catalog: Catalog) -> str:
+    """The sentence of `explain.reason` from what this explanation measured, naming history
+    items by `labels` (`leave`: the rank a counterfactual was asked to take the item out of)."""
     if cf is not None and cf.found:
-        items, k = list(cf.item_ids), leave
+        items, k = [catalog.name(catalog.item_index[i]) for i in cf.item_ids], leave
     else:
         scores = e.combined if e.deletion.any() else e.attribution if e.convergence_delta is not None else None
         if scores is None:
@@ -158,14 +164,18 @@ def encode_explain(q: ExplainQuery, x: Explained, catalog: Catalog,
                         deletion=e.deletion[i])
         for i, (label, pos) in enumerate(zip(labels, positions))
     ]
-    title = f"why item {catalog.item_ids[e.target]} (score {e.score:.2f})"
-    sentence = _reason(e, labels, x.reasons, counterfactual, q.job.counterfactual.k if q.job.counterfactual else None)
-    picture = png(e, labels, title, removed, note) if (q.include_image or q.include_html) else b""
+    # people read titles where the data has them; the answer's fields keep the ids
+    names = ([USER_TOKEN] if e.has_user_token else []) + [catalog.name(i) for i in q.job.history]
+    title = f"why {_short(catalog.name(e.target), 60)} (score {e.score:.2f})"
+    sentence = _reason(e, names, x.reasons, counterfactual, q.job.counterfactual.k if q.job.counterfactual else None,
+                       catalog)
+    shown = [_short(n, PICTURE_LABEL_CHARS) for n in names]
+    picture = png(e, shown, title, removed, note) if (q.include_image or q.include_html) else b""
     response = pb.ExplainResponse(
         item_id=catalog.item_ids[e.target], score=e.score, contributions=contributions,
         feature_attributions=[pb.FeatureAttribution(feature=f, value=v, attribution=a) for f, v, a in x.features],
         n_steps=e.n_steps, image_png=picture if q.include_image else b"",
-        html=html_page(e, labels, title, x.features, picture, removed, note, sentence) if q.include_html else "",
+        html=html_page(e, names, title, x.features, picture, removed, note, sentence) if q.include_html else "",
         unknown_item_ids=q.unknown_item_ids, model_version=catalog.model_version,
     )
     response.reason = sentence

@@ -89,6 +89,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         direct_ingress_targets,
         drain,
         metrics_address,
+        page_address,
         serving_config,
         start_ray,
         start_service,
@@ -121,7 +122,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         examples = _example_history(checkpoint)
         import ray
 
-        print(f"\nattnrec is serving on {args.host}:{grpc_port} (gRPC, reflection on). Try:\n"
+        print(f"\nattnrec is serving on {args.host}:{grpc_port} (gRPC, reflection on)\n"
+              f"The page for people: {page_address(args.host, http_port, serve_file.route_prefix)}\nTry:\n"
               f"  attnrec recommend --target 127.0.0.1:{grpc_port} --history {','.join(examples)} --k 5\n"
               f"  grpcurl -plaintext -d '{{\"history\": {json.dumps(examples)}, \"k\": 5}}' "
               f"127.0.0.1:{grpc_port} attnrec.v1.Recommender/Recommend\n"

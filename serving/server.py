@@ -84,6 +84,14 @@ def metrics_address() -> str:
     return f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
 
 
+def page_address(host: str, http_port: int, route_prefix: str = "/") -> str:
+    """Where a browser finds the page for people (serving/page.py)."""
+    from attnrec.serving.page import PAGE
+
+    shown = "127.0.0.1" if is_wildcard(host) else f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{http_port}{route_prefix.rstrip('/')}{PAGE}"
+
+
 def start_service(config: ServingConfig, serve_file: ServeFile, grpc_port: int, http_port: int,
                   host: str = "127.0.0.1", blocking_timeout_s: float = 600) -> None:
     """Start Serve's proxies and deploy the attnrec app; returns once it is running."""

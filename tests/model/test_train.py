@@ -1,6 +1,8 @@
 import json
+from dataclasses import replace
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from attnrec.model.checkpoint import load_checkpoint
@@ -166,3 +168,20 @@ def test_evaluate_says_who_it_could_not_score_instead_of_scoring_an_older_item(s
                  str(shop["users"]), "--checkpoint", str(out)]) == 0
     assert "not scored: 1 users whose newest interaction is with an item the model does not know" in \
         capsys.readouterr().out
+
+
+def test_titles_come_from_the_items_table_and_travel_with_the_checkpoint(shop, checkpoint, tmp_path):
+    tables = load_tables(**shop)
+    ids = tables.items.column("item_id").to_pylist()
+    titled = tables.items.append_column("title", pa.array([f"Thing {i}" if n % 2 else None for n, i in enumerate(ids)]))
+    prepared = prepare(replace(tables, items=titled))
+    assert [e.name for e in prepared.item_encoders] == ["category", "price", "brand"]  # a title is not a feature
+    by_id = dict(zip(prepared.items.ids, prepared.titles))
+    assert by_id[ids[1]] == f"Thing {ids[1]}" and by_id[ids[0]] == ""  # no title: ""
+    assert prepare(tables).titles is None  # no title column: no titles
+
+    ckpt = load_checkpoint(checkpoint)
+    assert ckpt.titles is None
+    ckpt.titles = tuple(by_id.get(i, "") for i in ckpt.items.ids)
+    ckpt.save(tmp_path / "titled")
+    assert load_checkpoint(tmp_path / "titled").titles == ckpt.titles

@@ -40,11 +40,12 @@ def start(checkpoint, feedback_dir) -> dict:
     start_ray()
     serve_file = ServeFile.load(DEFAULT_CONFIG)
     serve_file.deployments = options()
-    port = free_port()
+    port, http_port = free_port(), free_port()
     config = ServingConfig(checkpoint=str(checkpoint), device="cpu", max_k=100, feedback_dir=str(feedback_dir),
                            impression_flush_s=0.2)
-    start_service(config, serve_file, port, free_port())
-    return {"port": port, "config": config, "serve_file": serve_file, "feedback_dir": feedback_dir}
+    start_service(config, serve_file, port, http_port)
+    return {"port": port, "http_port": http_port, "config": config, "serve_file": serve_file,
+            "feedback_dir": feedback_dir}
 
 
 def redeploy(service: dict, deployments: dict[str, dict]) -> None:

@@ -6,7 +6,7 @@ from attnrec.serving.config import DEFAULT_CONFIG, BatchConfig
 
 def test_serve_yaml_parses():
     f = ServeFile.load(DEFAULT_CONFIG)
-    assert f.route_prefix == "/attnrec" and f.grpc_port == 9000
+    assert f.route_prefix == "/" and f.grpc_port == 9000
     rec = f.deployments["Recommender"]
     batch = BatchConfig.from_user_config(rec.get("user_config", {}))
     assert rec["max_ongoing_requests"] >= batch.max_batch_size  # or batches never fill

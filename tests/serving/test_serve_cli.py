@@ -4,6 +4,7 @@ with calls in flight, which are finished first."""
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -94,6 +96,13 @@ def test_serve_answers_recommend_and_stops_on_sigterm(tmp_path):
         lines = lines_of(serve)
         assert wait_for(lines, READY, START_BOUND_S, seen), "".join(seen[-40:])
         assert wait_for(lines, "Ctrl-C stops", 30, seen), "".join(seen[-40:])  # the rest of the ready message
+        page = f"http://127.0.0.1:{http_port}/ui/"
+        assert any(line.strip() == f"The page for people: {page}" for line in seen), "".join(seen[-40:])
+        with urllib.request.urlopen(page, timeout=60) as r:
+            assert b'src="page.js"' in r.read()
+        with urllib.request.urlopen(page + "api/recommend?history=1,32,260&k=5", timeout=60) as r:
+            shown = json.load(r)
+        assert len(shown["items"]) == 5 and shown["cards"]["1"]["title"] == "Toy Story"  # titles from the data
         answer = subprocess.run([attnrec, "recommend", "--target", f"127.0.0.1:{port}", "--history", "1,32,260",
                                  "--k", "5"], capture_output=True, text=True, timeout=120, env=env)
         assert answer.returncode == 0, answer.stderr
