@@ -35,6 +35,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--feedback-loop", action="store_true",
                    help="only the feedback loop: serve model A, simulated users who like one brand send feedback, "
                         "train B on it, compare the brand's share of both top 10s; writes OUT/feedback_loop.json")
+    p.add_argument("--scale", action="store_true",
+                   help="cost against catalogue size (10^4..10^6 items), exact scoring and two-stage retrieval, "
+                        "on one thread; writes OUT/scale.json and scale.png")
     p.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"), help="compare two result files")
     p.set_defaults(run=cmd_bench)
 
@@ -63,6 +66,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         rounds = args.rounds if args.rounds > 1 else 3  # off/on pairs: one pair says little
         return feedback_cost(["--checkpoint", args.checkpoint, "--rounds", str(rounds), "--duration",
                               str(args.duration or 15.0), "--threads", str(args.threads or 1), "--out", str(out)])
+    if args.scale:
+        from attnrec.bench.scale import main as scale
+
+        out = args.out if args.out != Path("runs/bench") else Path("runs/scale")
+        return scale(["--checkpoint", args.checkpoint, "--out", str(out)]
+                     + (["--sizes", "10000", "--timed", "0.5"] if args.quick else []))
     if args.feedback_loop:
         from attnrec.bench.feedback_loop import main as feedback_loop
 

@@ -107,6 +107,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     eval_p.add_argument("--rerank-curve", metavar="W,W,...",
                         help="also score the calibrated re-ranking of each user's top 100 at these weights "
                              "(0 = the model's order), e.g. 0,0.1,0.2,0.4")
+    eval_p.add_argument("--retrieval", type=int, default=0, metavar="CANDIDATES",
+                        help="rank through the checkpoint's item index (`attnrec index`) with this many candidates "
+                             "per user, as two-stage serving does (default 0: exact scoring)")
     eval_p.add_argument("--plot", action="store_true",
                         help="draw NDCG@10 per group with intervals and the exposure Lorenz curve "
                              "(a PNG beside the JSON)")
@@ -339,7 +342,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     paths = _data_paths(args)
     result = evaluate_checkpoint(args.checkpoint, load_tables(**paths), device=args.device,
                                  history_limit=args.history_limit, calibration_feature=args.calibration_feature,
-                                 rerank_weights=[float(w) for w in _columns(args.rerank_curve) or []])
+                                 rerank_weights=[float(w) for w in _columns(args.rerank_curve) or []],
+                                 retrieval_candidates=args.retrieval)
     result["data"] = {k: str(v) if v else None for k, v in paths.items()}
     name = f"eval-last{args.history_limit}.json" if args.history_limit else "eval.json"
     out = args.json or args.checkpoint / name

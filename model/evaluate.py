@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from attnrec.model.beyond import calibration_kl, catalogue_report, group_table, history_buckets, per_user_metrics
+from attnrec.model.data import DataError
 from attnrec.model.inputs import user_input
 from attnrec.model.rerank import CANDIDATES, Mix, rerank_mixes, rerank_top
 from attnrec.model.sequences import Split, left_pad
@@ -107,6 +108,26 @@ def model_scorer(model: torch.nn.Module, user_inputs: Callable[[np.ndarray], lis
     return score
 
 
+def two_stage_scorer(model: torch.nn.Module, user_inputs: Callable[[np.ndarray], list | None], retriever,
+                     candidates: int) -> Scorer:
+    """Scores as two-stage serving ranks (model/retrieval.py): the index's candidates get their
+    exact scores, every other item -inf. Room is left for each user's seen items, as serving does."""
+    device = next(model.parameters()).device
+
+    @torch.inference_mode()
+    def score(histories: list[np.ndarray], rows: np.ndarray) -> torch.Tensor:
+        seq = torch.as_tensor(left_pad(histories, model.config.max_len), device=device)
+        state = model.encode(seq, user_inputs(rows))
+        proposed = torch.as_tensor(retriever.search(state, candidates + max(len(h) for h in histories)), device=device)
+        table = model.all_item_vectors()
+        scores = torch.full((len(histories), table.shape[0]), float("-inf"), device=device)
+        scores.scatter_(1, proposed, torch.einsum("bd,bcd->bc", state, table[proposed]))
+        scores[:, 0] = float("-inf")  # padding, where fewer than asked were proposed
+        return scores.float()
+
+    return score
+
+
 def popularity_counts(split: Split, n_items: int, stage: str = "test") -> np.ndarray:
     """Interactions per item index over everything a model evaluated at this stage may see."""
     counts = np.bincount(split.train.items, minlength=n_items + 1).astype(np.float32)
@@ -126,7 +147,8 @@ def popularity_scorer(split: Split, n_items: int, stage: str = "test") -> Scorer
 
 
 def evaluate_checkpoint(directory, tables, device: str = "auto", history_limit: int | None = None,
-                        calibration_feature: str | None = None, rerank_weights: Sequence[float] = ()) -> dict:
+                        calibration_feature: str | None = None, rerank_weights: Sequence[float] = (),
+                        retrieval_candidates: int = 0) -> dict:
     """Test-stage metrics of a saved model and of popularity on the same split.
 
     Items the checkpoint does not know are dropped from the histories (and counted); a user
@@ -134,7 +156,9 @@ def evaluate_checkpoint(directory, tables, device: str = "auto", history_limit: 
     scored on an older item.
     `history_limit` keeps only each user's most recent items (a short-history / cold-user test).
     User features come from `tables.users` when given (encoded with the checkpoint's
-    encoders), otherwise from the checkpoint's own users table."""
+    encoders), otherwise from the checkpoint's own users table.
+    `retrieval_candidates` > 0 ranks through the checkpoint's item index, as two-stage serving
+    does with that many candidates (a checkpoint without an index for its weights is an error)."""
     from attnrec.model.checkpoint import calibration_codes, feature_codes, load_checkpoint
     from attnrec.model.sequences import Vocab, build_sequences, leave_one_out, newest_item_known
     from attnrec.model.train import resolve_device
@@ -164,8 +188,15 @@ def evaluate_checkpoint(directory, tables, device: str = "auto", history_limit: 
     test = EvalCase(test.rows[scorable], [h for h, s in zip(test.histories, scorable) if s], test.targets[scorable])
     if history_limit:  # short-history users: only the most recent items are given (and masked)
         test = EvalCase(test.rows, [h[-history_limit:] for h in test.histories], test.targets)
-    model_ranks, candidates, candidate_scores = ranks_and_top(model_scorer(ckpt.model, user_inputs), test,
-                                                              k=CANDIDATES if rerank_weights else K)
+    scorer = model_scorer(ckpt.model, user_inputs)
+    if retrieval_candidates:
+        from attnrec.model.retrieval import load_retriever
+
+        retriever = load_retriever(directory, version, len(ckpt.items))
+        if retriever is None:
+            raise DataError(f"{directory}: no item index for these weights; build one with `attnrec index`")
+        scorer = two_stage_scorer(ckpt.model, user_inputs, retriever, retrieval_candidates)
+    model_ranks, candidates, candidate_scores = ranks_and_top(scorer, test, k=CANDIDATES if rerank_weights else K)
     model_top = candidates[:, :K]
     popularity_ranks, _, _ = ranks_and_top(popularity_scorer(split, len(ckpt.items), "test"), test)
     counts = popularity_counts(split, len(ckpt.items), "test")
@@ -185,6 +216,7 @@ def evaluate_checkpoint(directory, tables, device: str = "auto", history_limit: 
         "n_items": len(ckpt.items),
         "dropped_unknown_interactions": dropped,
         "history_limit": history_limit,
+        "retrieval_candidates": retrieval_candidates,  # 0 = exact scoring of the whole catalogue
         # users that could not be scored as asked, and why (none of them is in the figures)
         "not_scored": {"fewer_than_3_known_interactions": int(len(split.full) - len(split.eval_rows)),
                        "newest_item_unknown_to_the_model": int((~scorable).sum())},

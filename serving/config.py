@@ -37,8 +37,17 @@ class ServingConfig:
     # ingress replicas themselves, and `checkpoint` is its; each other has its own Recommender
     # and Explainer deployments behind the ingress. Empty: one model, `checkpoint`.
     models: tuple = ()
+    # Two-stage retrieval (model/retrieval.py) for whole-catalogue Recommend: "auto" = from the
+    # checkpoint's item index (`attnrec index`) when the catalogue has at least
+    # retrieval_min_items items; "on" = whenever it has an index; "off" = always exact.
+    retrieval: str = "auto"
+    retrieval_min_items: int = 200_000  # below it, exact scoring is as fast (docs/performance.md)
+    retrieval_candidates: int = 300  # items the index proposes per query, then scored exactly
+    retrieval_probe: int = 0  # index lists a query scans; 0 = the index's own (set by `attnrec index`)
 
     def __post_init__(self) -> None:
+        if self.retrieval not in ("auto", "on", "off"):
+            raise ValueError(f"retrieval: {self.retrieval!r}, expected auto, on or off")
         if not self.models:
             return
         from attnrec.model.checkpoint import resolve_checkpoint

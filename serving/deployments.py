@@ -42,7 +42,7 @@ from attnrec.serving.feedback import RecentIds, decode_feedback, impressions_tab
 from attnrec.serving.loaded import Loaded, load
 from attnrec.serving.metrics import ExplainMetrics, FeedbackMetrics, RecommendMetrics
 from attnrec.serving.page import Service, Shelf, respond
-from attnrec.serving.ranking import answer_in_chunks, rank_each
+from attnrec.serving.ranking import Retrieval, answer_in_chunks, rank_each
 from attnrec.serving.variants import Split
 from attnrec.serving.wire import Malformed
 from attnrec.v1 import recommender_pb2 as pb
@@ -93,11 +93,12 @@ def rpc(response_type):
 async def swap(current: Loaded, checkpoint: str | None, config: ServingConfig, who: str) -> Loaded:
     """What a replica serves after a reconfigure: user_config's checkpoint, else the one the
     application was started with. A new one loads beside the current, off the event loop, so
-    calls in flight and arriving keep being answered by the old until one reference changes."""
+    calls in flight and arriving keep being answered by the old until one reference changes.
+    The checkpoint's item index comes with it where config.retrieval says to use one."""
     path = resolve_checkpoint(checkpoint or config.checkpoint)
     if path == current.path:
         return current
-    new = await asyncio.to_thread(load, path, config.device)
+    new = await asyncio.to_thread(load, path, config.device, config)
     log.info("%s now serves %s (%s, was %s)", who, new.path, new.model_version, current.model_version)
     return new
 
@@ -114,7 +115,7 @@ class Recommender:
                  feedback: DeploymentHandle | None = None,
                  others: dict[str, tuple[DeploymentHandle, DeploymentHandle]] | None = None):
         self.config = config
-        self.loaded = load(config.checkpoint, config.device)  # replaced whole by a rollout (reconfigure)
+        self.loaded = load(config.checkpoint, config.device, config)  # replaced whole by a rollout (reconfigure)
         self.feedback = feedback  # the FeedbackLog; None = no log
         # Several models: this replica answers the first itself and hands the others' requests
         # to their own Recommender (and Explain to their own Explainer), by name.
@@ -146,7 +147,7 @@ class Recommender:
         self.loaded = await swap(self.loaded, checkpoint, self.config, "Recommender")
 
     @serve.batch(max_batch_size=DEFAULT_BATCH.max_batch_size, batch_wait_timeout_s=DEFAULT_BATCH.batch_wait_timeout_s)
-    async def _rank_batched(self, jobs: list[tuple[SASRec, Query]]) -> list[Ranked]:
+    async def _rank_batched(self, jobs: list[tuple[SASRec, Query, Retrieval | None]]) -> list[Ranked]:
         self.stats.record(len(jobs))
         self.metrics.batch(len(jobs))
         self._rank_batched.set_batch_wait_timeout_s(self.batch_wait.after(self.in_flight))  # for the next batch
@@ -170,7 +171,7 @@ class Recommender:
         query = decode_recommend(request, loaded.catalog, self.config)
         self.in_flight += 1
         try:
-            ranked = await self._rank_batched((loaded.ckpt.model, query))
+            ranked = await self._rank_batched((loaded.ckpt.model, query, loaded.retrieval))
         finally:
             self.in_flight -= 1
         return encode_recommend(query, ranked, loaded.catalog)
@@ -252,7 +253,7 @@ class Recommender:
                           at: list[int] | None = None) -> None:
         loaded = self.loaded
         chunks = answer_in_chunks(request, loaded.ckpt.model, loaded.catalog, self.config,
-                                  self.batch_config.max_batch_size, response, at)
+                                  self.batch_config.max_batch_size, response, at, loaded.retrieval)
         # Off the event loop: a heavy batch (1,024 users x 1,000 ids) takes about a second of
         # Python and torch, and single Recommends on this replica need the loop several times
         # each. Chunk by chunk in a worker thread, they go on being answered beside it.
@@ -356,7 +357,8 @@ class Explainer:
 
     def __init__(self, config: ServingConfig):
         self.config = config
-        self.loaded = load(config.checkpoint, config.device)  # replaced whole by a rollout (reconfigure)
+        # with the Recommender's item index, if it uses one: explanations rank as Recommend does
+        self.loaded = load(config.checkpoint, config.device, config)  # replaced whole by a rollout (reconfigure)
         self.stats = BatchStats()
         self.metrics = ExplainMetrics()
 
@@ -375,7 +377,7 @@ class Explainer:
         self.stats.record(len(payloads))
         loaded = self.loaded
         requests = [pb.ExplainRequest.FromString(p) for p in payloads]
-        answers = answer_explains(requests, loaded.ckpt, loaded.catalog, self.config)
+        answers = answer_explains(requests, loaded.ckpt, loaded.catalog, self.config, retrieval=loaded.retrieval)
         self.metrics.explained(answers)
         return [_wire(a, "Explain") for a in answers]
 

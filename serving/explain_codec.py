@@ -19,7 +19,7 @@ from attnrec.explain.render import html_page, png
 from attnrec.model.checkpoint import Checkpoint
 from attnrec.serving.codec import Catalog, InvalidArgument, decode_recommend, shorten
 from attnrec.serving.config import ServingConfig
-from attnrec.serving.ranking import rank
+from attnrec.serving.ranking import Retrieval, rank
 from attnrec.v1 import recommender_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,10 @@ class ExplainQuery:
     known_at: tuple[int, ...]  # where each known history item sits in request.history
 
 
-def decode_explain(req: pb.ExplainRequest, model, catalog: Catalog, config: ServingConfig) -> ExplainQuery:
+def decode_explain(req: pb.ExplainRequest, model, catalog: Catalog, config: ServingConfig,
+                   retrieval: Retrieval | None = None) -> ExplainQuery:
+    """retrieval: how the Recommend replicas rank (two-stage or None = exact), which the user's
+    top items and a counterfactual's check follow."""
     n_steps = req.n_steps or config.default_n_steps
     if not 4 <= n_steps <= config.max_n_steps:
         raise InvalidArgument("n_steps", f"must be 0 (default {config.default_n_steps}) or 4..{config.max_n_steps}, "
@@ -70,7 +73,7 @@ def decode_explain(req: pb.ExplainRequest, model, catalog: Catalog, config: Serv
     if req.item_id:
         targets = (catalog.item_index[req.item_id],)
     else:  # the user's top_k recommendations, best first
-        targets = tuple(int(i) for i in rank(model, [query])[0].items)
+        targets = tuple(int(i) for i in rank(model, [query], retrieval)[0].items)
     integrated = "ig" in methods
     job = ExplainJob(query.history, query.user, targets, n_steps, integrated,
                      deletion=bool(methods & {"deletion", "combined"}) or req.include_faithfulness,
@@ -81,7 +84,7 @@ def decode_explain(req: pb.ExplainRequest, model, catalog: Catalog, config: Serv
 
 
 def checked_counterfactual(q: ExplainQuery, found: Counterfactual, target: int, model, catalog: Catalog,
-                           config: ServingConfig) -> pb.Counterfactual:
+                           config: ServingConfig, retrieval: Retrieval | None = None) -> pb.Counterfactual:
     """The search's answer in the request's terms, after the check a caller would make: Recommend
     with those history entries left out and k = the rank must not return the item. A set that
     fails it (possible only when the server re-ranks by default) is not returned."""
@@ -97,7 +100,7 @@ def checked_counterfactual(q: ExplainQuery, found: Counterfactual, target: int, 
                                   history=[h for i, h in enumerate(q.request.history) if i not in drop],
                                   k=q.job.counterfactual.k)
     try:
-        still = target in rank(model, [decode_recommend(without, catalog, config)])[0].items
+        still = target in rank(model, [decode_recommend(without, catalog, config)], retrieval)[0].items
     except InvalidArgument:  # a request Recommend would refuse: nothing to check the set against
         still = True
     if still:
@@ -195,14 +198,15 @@ def encode_explain(q: ExplainQuery, x: Explained, catalog: Catalog,
 
 
 def answer_explains(requests: list[pb.ExplainRequest], ckpt: Checkpoint, catalog: Catalog, config: ServingConfig,
-                    explain_config: ExplainConfig = ExplainConfig()) -> list[pb.ExplainResponse | Exception]:
+                    explain_config: ExplainConfig = ExplainConfig(),
+                    retrieval: Retrieval | None = None) -> list[pb.ExplainResponse | Exception]:
     """Several Explain RPCs below the Ray layer: each answer, or the exception it alone earned
     (InvalidArgument for bad input). The top-k of one request are explained in the same batch."""
     answers: list[pb.ExplainResponse | Exception | None] = [None] * len(requests)
     queries: dict[int, ExplainQuery] = {}
     for i, req in enumerate(requests):
         try:
-            queries[i] = decode_explain(req, ckpt.model, catalog, config)
+            queries[i] = decode_explain(req, ckpt.model, catalog, config, retrieval)
         except Exception as e:  # noqa: BLE001 (InvalidArgument, or a fault of this request only)
             answers[i] = e
     explained = explain_jobs(ckpt, [q.job for q in queries.values()], explain_config)
@@ -212,7 +216,7 @@ def answer_explains(requests: list[pb.ExplainRequest], ckpt: Checkpoint, catalog
             continue
         try:
             first, *more = (encode_explain(q, x, catalog, None if x.counterfactual is None else checked_counterfactual(
-                q, x.counterfactual, x.explanation.target, ckpt.model, catalog, config)) for x in result)
+                q, x.counterfactual, x.explanation.target, ckpt.model, catalog, config, retrieval)) for x in result)
             first.more.extend(more)
             answers[i] = first
         except Exception as e:  # noqa: BLE001 (drawing or encoding failed for this request only)

@@ -3,6 +3,7 @@ checks a new checkpoint must pass before any replica is asked to load it. Pure: 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,8 +11,13 @@ import numpy as np
 import torch
 
 from attnrec.model.checkpoint import Checkpoint, CheckpointError, load_checkpoint, resolve_checkpoint
+from attnrec.model.retrieval import load_retriever
 from attnrec.model.train import resolve_device
 from attnrec.serving.codec import Catalog
+from attnrec.serving.config import ServingConfig
+from attnrec.serving.ranking import Retrieval
+
+log = logging.getLogger("ray.serve")
 
 
 @dataclass(frozen=True)
@@ -22,17 +28,37 @@ class Loaded:
     path: str
     ckpt: Checkpoint
     catalog: Catalog
+    retrieval: Retrieval | None = None  # two-stage Recommend; None = exact scoring
 
     @property
     def model_version(self) -> str:
         return self.catalog.model_version
 
 
-def load(path: str, device: str = "auto") -> Loaded:
-    """Load a checkpoint directory ("default" = the embedded one) for serving."""
+def load(path: str, device: str = "auto", config: ServingConfig | None = None) -> Loaded:
+    """Load a checkpoint directory ("default" = the embedded one) for serving; with `config`,
+    its item index too where config.retrieval says to use one."""
     resolved = resolve_checkpoint(path)
     ckpt = load_checkpoint(resolved, resolve_device(device))
-    return Loaded(resolved, ckpt, Catalog(ckpt))
+    catalog = Catalog(ckpt)
+    return Loaded(resolved, ckpt, catalog, retrieval_for(resolved, catalog, config) if config else None)
+
+
+def retrieval_for(path: str, catalog: Catalog, config: ServingConfig) -> Retrieval | None:
+    """The checkpoint's two-stage retrieval, or None for exact scoring (a log line says why
+    when a catalogue that should have an index has none)."""
+    n_items = len(catalog.item_index)
+    wanted = config.retrieval == "on" or (config.retrieval == "auto" and n_items >= config.retrieval_min_items)
+    if not wanted:
+        return None
+    retriever = load_retriever(path, catalog.model_version, n_items, config.retrieval_probe)
+    if retriever is None:
+        log.warning("%s: %d items and no item index for these weights: every Recommend scores the whole "
+                    "catalogue; `attnrec index --checkpoint %s` builds one", path, n_items, path)
+        return None
+    log.info("%s: two-stage retrieval, %d candidates from %s (%d lists, %d probed)", path,
+             config.retrieval_candidates, retriever.meta.get("kind"), retriever.index.nlist, retriever.n_probe)
+    return Retrieval(retriever, config.retrieval_candidates)
 
 
 def check_replacement(current: Checkpoint, new: Checkpoint, allow_new_catalog: bool = False) -> None:

@@ -8,12 +8,14 @@ no Python loop runs over catalogue items.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from attnrec.model.inputs import stack_users
 from attnrec.model.rerank import CANDIDATES, calibrated
+from attnrec.model.retrieval import Retriever
 from attnrec.model.sasrec import PAD, SASRec
 from attnrec.model.sequences import left_pad
 from attnrec.serving.codec import (
@@ -44,9 +46,19 @@ def _mask_seen(scores: torch.Tensor, queries: Sequence[Query]) -> None:
     scores[:, PAD] = float("-inf")
 
 
+@dataclass(frozen=True)
+class Retrieval:
+    """Two-stage retrieval for whole-catalogue queries: the index proposes `candidates` items
+    per query (plus room for the ones a query has seen), which are then scored exactly."""
+
+    retriever: Retriever
+    candidates: int = 300
+
+
 @torch.inference_mode()
-def rank(model: SASRec, queries: Sequence[Query]) -> list[Ranked]:
-    """Top-k per query, best first; fewer than k when fewer items are eligible."""
+def rank(model: SASRec, queries: Sequence[Query], retrieval: Retrieval | None = None) -> list[Ranked]:
+    """Top-k per query, best first; fewer than k when fewer items are eligible. With
+    `retrieval`, a whole-catalogue query is answered from the index's candidates."""
     if not queries:
         return []
     device = model.item_emb.weight.device
@@ -54,12 +66,24 @@ def rank(model: SASRec, queries: Sequence[Query]) -> list[Ranked]:
     state = model.encode(seq, stack_users([q.user for q in queries], model.config.user_features, device))  # (B, D)
     out: list[Ranked | None] = [None] * len(queries)
     full = [i for i, q in enumerate(queries) if q.candidates is None]
-    if full:
+    if full and retrieval is None:
         scores = state[full] @ model.all_item_vectors().T  # (F, N+1)
         _mask_seen(scores, [queries[i] for i in full])
         k = min(max(_pool(queries[i]) for i in full), scores.shape[1])
         top_scores, top_items = scores.topk(k, dim=1)  # (F, k)
         _collect(out, full, queries, top_items, top_scores)
+    elif full:
+        wanted = max(_pool(queries[i]) + len(queries[i].seen) for i in full)
+        proposed = retrieval.retriever.search(state[full], max(retrieval.candidates, wanted))  # (F, C), 0 = none
+        blocked = np.stack([(proposed[r] == PAD) | (np.isin(proposed[r], queries[i].seen)
+                                                     if not queries[i].include_history else False)
+                            for r, i in enumerate(full)])  # padding, and what each query has seen
+        columns = torch.as_tensor(proposed, device=device)
+        scores = torch.einsum("fd,fcd->fc", state[full], model.all_item_vectors()[columns])  # exact, as score_all
+        scores.masked_fill_(torch.as_tensor(blocked, device=device), float("-inf"))
+        k = min(max(_pool(queries[i]) for i in full), scores.shape[1])
+        top_scores, top_pos = scores.topk(k, dim=1)
+        _collect(out, full, queries, columns.gather(1, top_pos), top_scores)
     picked = [i for i, q in enumerate(queries) if q.candidates is not None]
     if picked:
         columns = torch.as_tensor(_pad([queries[i].candidates for i in picked]), device=device)  # (P, C)
@@ -71,15 +95,16 @@ def rank(model: SASRec, queries: Sequence[Query]) -> list[Ranked]:
     return out  # type: ignore[return-value]
 
 
-def rank_each(jobs: Sequence[tuple[SASRec, Query]]) -> list[Ranked]:
-    """Rank (model, query) pairs, one forward pass per distinct model: a batch formed while a
-    replica swaps checkpoints holds queries decoded against either, each ranked by its own."""
+def rank_each(jobs: Sequence[tuple[SASRec, Query, Retrieval | None]]) -> list[Ranked]:
+    """Rank (model, query, retrieval) jobs, one forward pass per distinct model: a batch formed
+    while a replica swaps checkpoints holds queries decoded against either, each ranked by its own."""
     out: list[Ranked | None] = [None] * len(jobs)
     groups: dict[int, list[int]] = {}
-    for i, (model, _) in enumerate(jobs):
+    for i, (model, _, _) in enumerate(jobs):
         groups.setdefault(id(model), []).append(i)
     for rows in groups.values():
-        for i, ranked in zip(rows, rank(jobs[rows[0]][0], [jobs[i][1] for i in rows])):
+        model, _, retrieval = jobs[rows[0]]
+        for i, ranked in zip(rows, rank(model, [jobs[i][1] for i in rows], retrieval)):
             out[i] = ranked
     return out  # type: ignore[return-value]
 
@@ -103,15 +128,15 @@ def _collect(out: list, rows: list[int], queries: Sequence[Query], items: torch.
 
 
 def answer_batch(request: pb.RecommendBatchRequest, model: SASRec, catalog: Catalog, config: ServingConfig,
-                 chunk_size: int) -> tuple[pb.RecommendBatchResponse, list[int]]:
+                 chunk_size: int, retrieval: Retrieval | None = None) -> tuple[pb.RecommendBatchResponse, list[int]]:
     """RecommendBatch below the server, in one go: the response and the chunk sizes ranked."""
     response = pb.RecommendBatchResponse()
-    return response, list(answer_in_chunks(request, model, catalog, config, chunk_size, response))
+    return response, list(answer_in_chunks(request, model, catalog, config, chunk_size, response, None, retrieval))
 
 
 def answer_in_chunks(request: pb.RecommendBatchRequest, model: SASRec, catalog: Catalog, config: ServingConfig,
                      chunk_size: int, response: pb.RecommendBatchResponse,
-                     at: Sequence[int] | None = None) -> Iterator[int]:
+                     at: Sequence[int] | None = None, retrieval: Retrieval | None = None) -> Iterator[int]:
     """RecommendBatch, `chunk_size` entries at a time: each step decodes, ranks and encodes
     one chunk into `response` and yields how many it ranked, so that a server can answer
     other calls between steps. A bad entry gets its own error (its field prefixed with
@@ -127,6 +152,6 @@ def answer_in_chunks(request: pb.RecommendBatchRequest, model: SASRec, catalog: 
                 index = i if at is None else at[i]
                 encode_error(e.in_entry(index), entries[i], index)
         if valid:
-            for (i, query), ranked in zip(valid, rank(model, [q for _, q in valid])):
+            for (i, query), ranked in zip(valid, rank(model, [q for _, q in valid], retrieval)):
                 encode_recommend(query, ranked, catalog, into=entries[i])
             yield len(valid)

@@ -173,13 +173,19 @@ async function explain(itemId) {
   }
 }
 
-function eventId() {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+function randomHex(n) {
+  return Array.from(crypto.getRandomValues(new Uint8Array(n)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// Feedback without a user id is this browser's: one id it keeps, never shared with other visitors.
+function visitor() {
+  let id = localStorage.getItem("attnrec-visitor");
+  if (!id) { id = `page-${randomHex(8)}`; localStorage.setItem("attnrec-visitor", id); }
+  return id;
 }
 
 async function feedback(itemId, type, button) {
-  const event = { event_id: eventId(), request_id: answer.request_id, user_id: state.user_id || "anonymous",
+  const event = { event_id: randomHex(16), request_id: answer.request_id, user_id: state.user_id || visitor(),
                   item_id: itemId, event_type: type };
   button.disabled = true;
   try {
