@@ -30,6 +30,7 @@ import torch
 from attnrec.model.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint
 from attnrec.model.retrieval import (
     IndexConfig,
+    faiss_module,
     item_matrix,
     load_retriever,
     write_index,
@@ -133,8 +134,7 @@ def measure(base: Checkpoint, n_items: int, config: ScaleConfig, random: bool, w
     ckpt.model.all_item_vectors()  # the table every exact query multiplies, as a serving replica holds it
     rss = _rss_mb() - before
     torch.set_num_threads(config.threads)
-    import faiss
-
+    faiss = faiss_module()
     faiss.omp_set_num_threads(config.threads)
     catalog, serving = Catalog(ckpt), ServingConfig(checkpoint="unused", max_history=1_000)
     retrieval = Retrieval(retriever, config.candidates)

@@ -45,8 +45,11 @@ class IndexConfig:
         return min(n_lists, self.n_probe or max(32, n_lists // 10))
 
 
-def _faiss():
-    import faiss  # here: only catalogues that use an index need it loaded
+def faiss_module():
+    # here: only catalogues that use an index need it loaded; its loader logs each CPU-specific
+    # build it looks for and does not find, which says nothing to an operator
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    import faiss
 
     return faiss
 
@@ -60,7 +63,7 @@ def item_matrix(model) -> np.ndarray:
 
 def build_index(vectors: np.ndarray, config: IndexConfig = IndexConfig()):
     """An IVF-Flat inner-product index over `vectors` (row i = item index i + 1)."""
-    faiss = _faiss()
+    faiss = faiss_module()
     if config.threads:
         faiss.omp_set_num_threads(config.threads)
     n, d = vectors.shape
@@ -104,7 +107,7 @@ def write_index(directory: str | Path, model_version: str, vectors: np.ndarray,
     built_s = time.perf_counter() - started
     d = Path(directory)
     tmp = d / (INDEX_FILE + ".tmp")
-    _faiss().write_index(index, str(tmp))
+    faiss_module().write_index(index, str(tmp))
     tmp.replace(d / INDEX_FILE)
     meta = {"model_version": model_version, "n_items": int(vectors.shape[0]), "dim": int(vectors.shape[1]),
             "n_lists": int(index.nlist), "n_probe": int(index.nprobe), "metric": "inner_product",
@@ -126,7 +129,7 @@ def load_retriever(directory: str | Path, model_version: str, n_items: int, n_pr
                     d, meta.get("model_version", "unknown weights"), meta.get("n_items", "?"), model_version,
                     n_items, d)
         return None
-    index = _faiss().read_index(str(d / INDEX_FILE))
+    index = faiss_module().read_index(str(d / INDEX_FILE))
     if n_probe:
         index.nprobe = min(n_probe, index.nlist)
     return Retriever(index, meta)

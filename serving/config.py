@@ -41,7 +41,7 @@ class ServingConfig:
     # checkpoint's item index (`attnrec index`) when the catalogue has at least
     # retrieval_min_items items; "on" = whenever it has an index; "off" = always exact.
     retrieval: str = "auto"
-    retrieval_min_items: int = 200_000  # below it, exact scoring is as fast (docs/performance.md)
+    retrieval_min_items: int = 100_000  # below it, exact scoring is as fast or faster (docs/performance.md)
     retrieval_candidates: int = 300  # items the index proposes per query, then scored exactly
     retrieval_probe: int = 0  # index lists a query scans; 0 = the index's own (set by `attnrec index`)
 

@@ -109,7 +109,8 @@ def checked_counterfactual(q: ExplainQuery, found: Counterfactual, target: int, 
     return out
 
 
-def _marked(q: ExplainQuery, cf: pb.Counterfactual | None, user_token: bool) -> tuple[frozenset[int], str]:
+def _marked(q: ExplainQuery, cf: pb.Counterfactual | None, user_token: bool,
+            catalog: Catalog) -> tuple[frozenset[int], str]:
     """The picture's columns of a found counterfactual set, and the line that says what they mean."""
     if cf is None or not cf.found:
         return frozenset(), ""
@@ -118,12 +119,13 @@ def _marked(q: ExplainQuery, cf: pb.Counterfactual | None, user_token: bool) -> 
     outside = len(cf.positions) - len({c for c in columns if c >= user_token})
     note = (f"without the {len(cf.positions)} marked item{'s' * (len(cf.positions) > 1)}"
             f"{f' ({outside} older than the window shown)' if outside else ''} it would rank {cf.new_rank}, "
-            f"not in the top {q.job.counterfactual.k}; first would be {cf.new_top_item_id}")
+            f"not in the top {q.job.counterfactual.k}; first would be "
+            f"{_short(catalog.name(catalog.item_index[cf.new_top_item_id]), 60)}")
     return frozenset(c for c in columns if c >= user_token), note
 
 
 REASON_ITEMS = 2  # history items a reason names when no counterfactual was found
-PICTURE_LABEL_CHARS = 24  # a history item's label under the picture's columns
+PICTURE_LABEL_CHARS = 36  # a history item's label under the picture's columns
 REASON_FEATURES = 2
 
 
@@ -156,7 +158,7 @@ def encode_explain(q: ExplainQuery, x: Explained, catalog: Catalog,
     items = catalog.item_ids[q.job.history].tolist()
     labels = ([USER_TOKEN] if e.has_user_token else []) + items
     positions = ([-1] if e.has_user_token else []) + list(range(len(items)))
-    removed, note = _marked(q, counterfactual, e.has_user_token)
+    removed, note = _marked(q, counterfactual, e.has_user_token, catalog)
     mattering = [f"{r.feature} {r.value} (rank {r.rank_without} without it)" for r in x.reasons
                  if r.score_drop > 0][:3]
     if mattering:  # the picture names the side features whose absence lowers the item most
