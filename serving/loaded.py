@@ -93,4 +93,8 @@ def check_rollout(current_path: str, new_path: str, allow_new_catalog: bool = Fa
         raise FileNotFoundError(f"{new_path}: not a checkpoint directory (no config.json)")
     current, new = load(current_path, "cpu"), load(new_path, "cpu")
     check_replacement(current.ckpt, new.ckpt, allow_new_catalog)
+    indexed = [load_retriever(c.path, c.model_version, len(c.catalog.item_index)) is not None for c in (current, new)]
+    if indexed == [True, False]:  # the new one would be served by exact scoring: many times slower on a big catalogue
+        raise CheckpointError(f"the served checkpoint has an item index and {new_path} has none for its weights; "
+                              f"build it first: attnrec index --checkpoint {new_path}")
     return current.model_version, new.model_version

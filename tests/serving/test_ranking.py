@@ -136,3 +136,13 @@ def test_replicas_answer_recommend_batch_and_explain_through_the_index(indexed, 
     answer = pb.ExplainResponse.FromString(why[0][0])
     assert answer.item_id == exact.catalog.item_ids[want[2][0]]  # the user's top item, found through the index
     assert searched  # the top item and the counterfactual's check ranked as Recommend does
+
+
+def test_a_rollout_keeps_an_indexed_service_indexed(indexed, checkpoint):
+    from attnrec.model.checkpoint import CheckpointError
+    from attnrec.serving.loaded import check_rollout
+
+    with pytest.raises(CheckpointError, match="has an item index .* attnrec index --checkpoint"):
+        check_rollout(str(indexed), str(checkpoint))
+    check_rollout(str(checkpoint), str(indexed))  # gaining an index is fine
+    check_rollout(str(indexed), str(indexed))
