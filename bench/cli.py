@@ -37,7 +37,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "train B on it, compare the brand's share of both top 10s; writes OUT/feedback_loop.json")
     p.add_argument("--scale", action="store_true",
                    help="cost against catalogue size (10^4..10^6 items), exact scoring and two-stage retrieval, "
-                        "on one thread; writes OUT/scale.json and scale.png")
+                        "the model alone on one thread and through Ray Serve; writes OUT/scale.json and scale.png")
     p.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"), help="compare two result files")
     p.set_defaults(run=cmd_bench)
 
@@ -71,7 +71,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         out = args.out if args.out != Path("runs/bench") else Path("runs/scale")
         return scale(["--checkpoint", args.checkpoint, "--out", str(out)]
-                     + (["--sizes", "10000", "--timed", "0.5"] if args.quick else []))
+                     + (["--sizes", "10000", "--timed", "0.5"] if args.quick else ["--serve"]))
     if args.feedback_loop:
         from attnrec.bench.feedback_loop import main as feedback_loop
 

@@ -8,10 +8,12 @@ Gaussian noise of `noise` times the embedding's spread added to the id embedding
 are user states of histories drawn by training popularity. The same is also measured on
 *random* item vectors (isotropic Gaussian, the worst case for any index) at the largest size.
 
-Per catalogue size and history length it records, in OUT/scale.json (bench.json's "scale"):
-recall@10 of two-stage against exact, model-alone recs/s at batch 64, the p50 of one query
-alone (batch 1), the item table's and the index's memory, the index build time and the
-time to load checkpoint and index from disk.
+Per catalogue size and history length it records, in OUT/scale.json ("scale"): recall@10
+of two-stage against exact, model-alone recs/s at batch 64, the p50 of one query alone
+(batch 1), the item table's and the index's memory, the index build time and the time to
+load checkpoint and index from disk. With --serve, for the first history length, also
+through Ray Serve straight at the Recommender replica (direct ingress): Recommend p50 at 1
+in flight, saturated calls/s at 32 in flight, and Explain p50.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from attnrec.model.checkpoint import Checkpoint, load_checkpoint, resolve_checkp
 from attnrec.model.retrieval import (
     IndexConfig,
     faiss_module,
-    item_matrix,
     load_retriever,
     write_index,
 )
@@ -124,7 +125,8 @@ def measure(base: Checkpoint, n_items: int, config: ScaleConfig, random: bool, w
     directory = work / f"{n_items}{'-random' if random else ''}"
     ckpt.save(directory)
     started = time.perf_counter()
-    meta = write_index(directory, ckpt.model_version, item_matrix(ckpt.model), IndexConfig(threads=os.cpu_count() or 1))
+    meta = write_index(directory, ckpt.model, ckpt.model_version, ckpt.item_counts,
+                       IndexConfig(candidates=config.candidates, threads=os.cpu_count() or 1))
     index_s = time.perf_counter() - started
     del ckpt
     started = time.perf_counter()
@@ -162,14 +164,70 @@ def measure(base: Checkpoint, n_items: int, config: ScaleConfig, random: bool, w
     return out
 
 
-def run(checkpoint: str, config: ScaleConfig) -> dict:
+def _deployments(threads: int) -> dict:
+    """One Recommender replica on `threads` threads (a num_cpus: 1 replica's by default) and one Explainer."""
+    actor = {"num_cpus": 0, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(threads)}}}
+    return {"Recommender": {"num_replicas": 1, "max_ongoing_requests": 512, "ray_actor_options": actor,
+                            "logging_config": {"enable_access_log": False}},
+            "Explainer": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0}}}
+
+
+def serve_layer(directories: dict[int, Path], config: ScaleConfig, history: int) -> list[dict]:
+    """Through Ray Serve, straight at the Recommender replica (direct ingress): Recommend p50 at
+    1 in flight, saturated Recommend calls/s at 32 in flight, Explain p50 at 1 in flight; per
+    catalogue, with retrieval off (exact) and on (two-stage)."""
+    from ray import serve
+
+    from attnrec.bench.config import BenchConfig
+    from attnrec.bench.servers import _load
+    from attnrec.serving.app import ServeFile
+    from attnrec.serving.config import DEFAULT_CONFIG
+    from attnrec.serving.server import deploy, direct_ingress_targets, free_port, start_ray, start_service
+
+    start_ray(direct_ingress=True)
+    serve_file = replace(ServeFile.load(DEFAULT_CONFIG), deployments=_deployments(config.threads))
+    started, out = False, []
+    try:
+        for n_items, directory in directories.items():
+            for path, retrieval in (("exact", "off"), ("two_stage", "on")):
+                serving = ServingConfig(checkpoint=str(directory), device="cpu", retrieval=retrieval,
+                                        retrieval_candidates=config.candidates, max_history=1_000)
+                if not started:
+                    start_service(serving, serve_file, free_port(), free_port())
+                    started = True
+                else:
+                    deploy(serving, serve_file)  # new args: Serve replaces the replicas
+                bench = BenchConfig(str(directory), duration_s=config.timed_s, history=history)
+                target = direct_ingress_targets()[0]
+                alone = _load(target, str(directory), "recommend", bench, 1)
+                saturated = _load(target, str(directory), "recommend", bench, 32)
+                explain = _load(target, str(directory), "explain", replace(bench, duration_s=2 * config.timed_s), 1)
+                out.append({"items": n_items, "history": history, "path": path, "recommend_p50_ms": alone.p50_ms,
+                            "saturated_calls_s": saturated.calls_per_s, "saturated_p50_ms": saturated.p50_ms,
+                            "explain_p50_ms": explain.p50_ms})
+                print(json.dumps(out[-1]), flush=True)
+    finally:
+        serve.shutdown()
+    return out
+
+
+def run(checkpoint: str, config: ScaleConfig, work: Path | None = None, serving: bool = False) -> dict:
+    """The model-alone records of every catalogue, and with `serving` the Serve layer's too
+    (catalogues are kept under `work`, a temporary directory if None)."""
     base = load_checkpoint(resolve_checkpoint(checkpoint))
-    records = []
-    with tempfile.TemporaryDirectory(prefix="attnrec-scale-") as work:
+    records, served = [], []
+    with tempfile.TemporaryDirectory(prefix="attnrec-scale-") as temporary:
+        work = work or Path(temporary)
         for n in config.sizes:
-            records += measure(base, n, config, random=False, work=Path(work))
+            records += measure(base, n, config, random=False, work=work)
         records += measure(base, max(config.sizes), replace(config, histories=config.histories[:1]), random=True,
-                           work=Path(work))
+                           work=work)
+        if serving:
+            served = serve_layer({n: work / str(n) for n in config.sizes}, config, config.histories[0])
+    for record in records:  # one record per (catalogue, history, path): the Serve layer's figures join it
+        match = [s for s in served if (s["items"], s["history"], s["path"]) ==
+                 (record["items"], record["history"], record["path"]) and record["structure"] == "grown"]
+        record.update({k: v for k, v in (match[0] if match else {}).items() if k not in record})
     return {"config": asdict(config), "base": base.model_version, "scale": records}
 
 
@@ -208,9 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("runs/scale"))
     p.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
     p.add_argument("--timed", type=float, default=ScaleConfig.timed_s)
+    p.add_argument("--serve", action="store_true", help="also measure through Ray Serve (direct ingress)")
     args = p.parse_args(argv)
     config = ScaleConfig(sizes=tuple(int(s) for s in args.sizes.split(",")), timed_s=args.timed)
-    result = run(args.checkpoint, config)
+    result = run(args.checkpoint, config, serving=args.serve)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scale.json").write_text(json.dumps(result, indent=1))
     plot(result["scale"], args.out / "scale.png")

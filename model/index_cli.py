@@ -3,19 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import time
 
 from attnrec.model.checkpoint import load_checkpoint, resolve_checkpoint
-from attnrec.model.retrieval import (
-    IndexConfig,
-    item_matrix,
-    load_retriever,
-    measured_recall,
-    sampled_states,
-    write_index,
-)
-
-RECALL_GOAL = 0.98
+from attnrec.model.retrieval import IndexConfig, write_index
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -24,10 +14,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lists", type=int, default=IndexConfig.n_lists,
                    help="k-means lists of the index (default 0: about 4 x sqrt(items))")
     p.add_argument("--probe", type=int, default=IndexConfig.n_probe,
-                   help="lists a query scans, the recall knob (default 0: lists / 10, at least 32)")
-    p.add_argument("--candidates", type=int, default=300, help="candidates per query the recall check uses, as "
-                                                                "serving's retrieval_candidates")
-    p.add_argument("--check-queries", type=int, default=1_000, help="sampled histories the recall check uses")
+                   help="lists a query scans (default 0: the fewest, doubling from 8, that reach --recall)")
+    p.add_argument("--recall", type=float, default=IndexConfig.recall,
+                   help="recall@10 against exact scoring that the chosen --probe must reach")
+    p.add_argument("--candidates", type=int, default=IndexConfig.candidates,
+                   help="candidates per query the recall is measured with, as serving's retrieval_candidates")
+    p.add_argument("--check-queries", type=int, default=IndexConfig.check_queries,
+                   help="histories, drawn by training popularity, that the recall is measured on")
     p.add_argument("--threads", type=int, default=0, help="threads to build with (default 0: every core)")
     p.set_defaults(run=cmd_index)
 
@@ -35,18 +28,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def cmd_index(args: argparse.Namespace) -> int:
     directory = resolve_checkpoint(args.checkpoint)
     ckpt = load_checkpoint(directory)
-    vectors = item_matrix(ckpt.model)
-    print(f"building the index of {vectors.shape[0]:,} item vectors ({vectors.shape[1]} dimensions) ...", flush=True)
-    meta = write_index(directory, ckpt.model_version, vectors, IndexConfig(args.lists, args.probe,
-                                                                           threads=args.threads))
-    retriever = load_retriever(directory, ckpt.model_version, vectors.shape[0])
-    started = time.perf_counter()
-    recall = measured_recall(ckpt.model, retriever, sampled_states(ckpt.model, ckpt.item_counts, args.check_queries),
-                             args.candidates)
-    checked_s = time.perf_counter() - started
-    print(f"wrote {directory}/ann.faiss: {meta['n_lists']} lists, {meta['n_probe']} probed per query, built in "
-          f"{meta['built_s']:.1f} s\nrecall@10 against exact scoring, {args.check_queries} sampled histories, "
-          f"{args.candidates} candidates: {recall:.4f} ({checked_s:.1f} s)", flush=True)
-    if recall < RECALL_GOAL:
-        print(f"below {RECALL_GOAL}: rebuild with a larger --probe (or serve with a larger retrieval_candidates)")
+    print(f"building the index of {len(ckpt.items):,} item vectors ({ckpt.config.d_model} dimensions) ...", flush=True)
+    config = IndexConfig(args.lists, args.probe, args.recall, args.candidates, args.check_queries, threads=args.threads)
+    meta = write_index(directory, ckpt.model, ckpt.model_version, ckpt.item_counts, config)
+    tried = ", ".join(f"{probe}: {recall:.4f}" for probe, recall in meta["probes_tried"])
+    print(f"wrote {directory}/ann.faiss: {meta['n_lists']} lists, built in {meta['built_s']:.1f} s\n"
+          f"recall@10 against exact scoring by lists probed ({args.check_queries} sampled histories, "
+          f"{args.candidates} candidates): {tried}\n"
+          f"serving probes {meta['n_probe']} lists a query", flush=True)
+    if meta["recall_at_10"] < args.recall:
+        print(f"below {args.recall}: serve with a larger retrieval_candidates, or build with more --lists")
     return 0

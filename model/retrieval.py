@@ -33,16 +33,18 @@ INDEX_FILE, INDEX_META = "ann.faiss", "ann.json"
 @dataclass(frozen=True)
 class IndexConfig:
     n_lists: int = 0  # k-means clusters; 0 = about 4 * sqrt(N) (1,024 lists at 65k items, 4,000 at 1M)
-    n_probe: int = 0  # clusters a query scans; 0 = n_lists / 10, at least 32 (the recall knob)
+    # clusters a query scans (the recall knob); 0 = the fewest, doubling from 8, whose two-stage
+    # answers reach `recall` on `check_queries` sampled histories with `candidates` candidates
+    n_probe: int = 0
+    recall: float = 0.99  # recall@10 against exact scoring that the chosen n_probe must reach
+    candidates: int = 300  # as serving's retrieval_candidates
+    check_queries: int = 1_000
     train_sample: int = 256  # k-means trains on at most this many items per list
     threads: int = 0  # 0 = every core (building is offline)
     seed: int = 0
 
     def lists_for(self, n_items: int) -> int:
         return self.n_lists or max(1, min(n_items // 39, int(4 * math.sqrt(n_items))))
-
-    def probe_for(self, n_lists: int) -> int:
-        return min(n_lists, self.n_probe or max(32, n_lists // 10))
 
 
 def faiss_module():
@@ -76,7 +78,7 @@ def build_index(vectors: np.ndarray, config: IndexConfig = IndexConfig()):
     index.cp.seed = config.seed
     index.train(sample)
     index.add_with_ids(vectors, np.arange(1, n + 1, dtype=np.int64))
-    index.nprobe = config.probe_for(n_lists)
+    index.nprobe = min(n_lists, config.n_probe or 8)
     return index
 
 
@@ -99,21 +101,42 @@ class Retriever:
         return np.where(ids < 0, 0, ids)
 
 
-def write_index(directory: str | Path, model_version: str, vectors: np.ndarray,
+def write_index(directory: str | Path, model, model_version: str, item_counts: np.ndarray | None,
                 config: IndexConfig = IndexConfig()) -> dict:
-    """Build the index of a checkpoint's item vectors and store it beside the checkpoint."""
+    """Build the index of a model's item vectors, choose its n_probe (unless config sets one)
+    from the recall it measures, and store it beside the checkpoint. Returns its metadata,
+    with the recall@10 measured at each n_probe tried."""
+    vectors = item_matrix(model)
     started = time.perf_counter()
     index = build_index(vectors, config)
     built_s = time.perf_counter() - started
+    states = sampled_states(model, item_counts, config.check_queries, seed=config.seed)
+    tried = tune_probe(model, index, states, config.candidates, config.recall, fixed=config.n_probe)
     d = Path(directory)
     tmp = d / (INDEX_FILE + ".tmp")
     faiss_module().write_index(index, str(tmp))
     tmp.replace(d / INDEX_FILE)
     meta = {"model_version": model_version, "n_items": int(vectors.shape[0]), "dim": int(vectors.shape[1]),
             "n_lists": int(index.nlist), "n_probe": int(index.nprobe), "metric": "inner_product",
-            "kind": "faiss IVF-Flat", "built_s": round(built_s, 2), "config": asdict(config)}
+            "kind": "faiss IVF-Flat", "built_s": round(built_s, 2), "recall_at_10": tried[-1][1],
+            "probes_tried": tried, "config": asdict(config)}
     (d / INDEX_META).write_text(json.dumps(meta, indent=1))
     return meta
+
+
+def tune_probe(model, index, states: torch.Tensor, candidates: int, target: float,
+               fixed: int = 0) -> list[tuple[int, float]]:
+    """Set index.nprobe to `fixed`, or to the fewest lists (8, 16, 32, ...) whose two-stage
+    answers reach recall@10 `target`; returns [(n_probe, recall@10)] as tried."""
+    exact = exact_top(model, states)
+    tried = []
+    probe = fixed or 8
+    while True:
+        index.nprobe = min(probe, index.nlist)
+        tried.append((int(index.nprobe), round(recall_at(exact, two_stage_top(model, index, states, candidates)), 4)))
+        if fixed or tried[-1][1] >= target or index.nprobe == index.nlist:
+            return tried
+        probe *= 2
 
 
 def load_retriever(directory: str | Path, model_version: str, n_items: int, n_probe: int = 0) -> Retriever | None:
@@ -158,14 +181,26 @@ def sampled_states(model, item_counts: np.ndarray | None, n: int, length: int = 
     return torch.cat(states)
 
 
+def exact_top(model, states: torch.Tensor, k: int = 10) -> np.ndarray:
+    """(B, k) item indices of the best items by exact scoring of the whole catalogue."""
+    with torch.inference_mode():
+        tops = [(part @ model.all_item_vectors()[1:].T).topk(k, dim=1).indices for part in states.split(256)]
+    return torch.cat(tops).cpu().numpy() + 1
+
+
+def two_stage_top(model, index, states: torch.Tensor, candidates: int, k: int = 10) -> np.ndarray:
+    """(B, k) item indices of the best of the index's candidates, scored exactly."""
+    queries = np.ascontiguousarray(states.detach().float().cpu().numpy())
+    _, ids = index.search(queries, candidates)
+    proposed = np.where(ids < 0, 0, ids)
+    with torch.inference_mode():
+        vectors = model.all_item_vectors()
+        columns = torch.as_tensor(proposed, device=vectors.device)
+        scores = torch.einsum("bd,bcd->bc", states, vectors[columns]).masked_fill_(columns == 0, float("-inf"))
+        return np.take_along_axis(proposed, scores.topk(k, dim=1).indices.cpu().numpy(), axis=1)
+
+
 def measured_recall(model, retriever: Retriever, states: torch.Tensor, candidates: int, k: int = 10) -> float:
     """recall@k of the two-stage answer (index candidates, scored exactly) against exact
     scoring of the whole catalogue, for the given user states."""
-    with torch.inference_mode():
-        vectors = model.all_item_vectors()
-        exact = (states @ vectors[1:].T).topk(k, dim=1).indices.cpu().numpy() + 1
-        proposed = retriever.search(states, candidates)
-        scores = torch.einsum("bd,bcd->bc", states, vectors[torch.as_tensor(proposed, device=vectors.device)])
-        scores.masked_fill_(torch.as_tensor(proposed == 0, device=vectors.device), float("-inf"))
-        top = np.take_along_axis(proposed, scores.topk(k, dim=1).indices.cpu().numpy(), axis=1)
-    return recall_at(exact, top)
+    return recall_at(exact_top(model, states, k), two_stage_top(model, retriever.index, states, candidates, k))

@@ -32,4 +32,5 @@ def test_the_scale_run_records_both_paths_per_size_and_history(checkpoint):
     assert {r["structure"] for r in records} == {"grown", "random"}
     for r in records:
         assert r["model_recs_s"] > 0 and r["one_query_p50_ms"] > 0 and r["load_s"] >= 0
-        assert r["recall_at_10"] == 1.0  # so few lists that a query scans them all
+        # exact is exact; the index's n_probe was chosen to reach 0.99 on sampled histories
+        assert r["recall_at_10"] == 1.0 if r["path"] == "exact" else r["recall_at_10"] >= 0.95

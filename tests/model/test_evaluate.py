@@ -26,14 +26,14 @@ def test_two_stage_evaluation_matches_exact_when_the_index_scans_everything(shop
     from attnrec.model.checkpoint import load_checkpoint
     from attnrec.model.data import DataError, load_tables
     from attnrec.model.evaluate import evaluate_checkpoint
-    from attnrec.model.retrieval import IndexConfig, item_matrix, write_index
+    from attnrec.model.retrieval import IndexConfig, write_index
 
     directory = tmp_path / "ckpt"
     shutil.copytree(checkpoint, directory)
     with pytest.raises(DataError, match="no item index"):
         evaluate_checkpoint(directory, load_tables(**shop), device="cpu", retrieval_candidates=50)
     ckpt = load_checkpoint(directory)
-    write_index(directory, ckpt.model_version, item_matrix(ckpt.model), IndexConfig(n_lists=4, n_probe=4))
+    write_index(directory, ckpt.model, ckpt.model_version, ckpt.item_counts, IndexConfig(n_lists=4, n_probe=4))
     exact = evaluate_checkpoint(directory, load_tables(**shop), device="cpu")
     two_stage = evaluate_checkpoint(directory, load_tables(**shop), device="cpu", retrieval_candidates=50)
     assert two_stage["retrieval_candidates"] == 50 and exact["retrieval_candidates"] == 0

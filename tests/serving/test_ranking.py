@@ -12,7 +12,6 @@ from attnrec.model.checkpoint import load_checkpoint
 from attnrec.model.retrieval import (
     INDEX_META,
     IndexConfig,
-    item_matrix,
     load_retriever,
     measured_recall,
     sampled_states,
@@ -35,7 +34,7 @@ def indexed(checkpoint, tmp_path_factory):
     directory = tmp_path_factory.mktemp("indexed") / "ckpt"
     shutil.copytree(checkpoint, directory)
     ckpt = load_checkpoint(directory)
-    write_index(directory, ckpt.model_version, item_matrix(ckpt.model), IndexConfig(n_lists=16, n_probe=16))
+    write_index(directory, ckpt.model, ckpt.model_version, ckpt.item_counts, IndexConfig(n_lists=16, n_probe=16))
     return directory
 
 
@@ -97,7 +96,11 @@ def test_the_index_command_writes_the_index_and_reports_its_recall(checkpoint, t
     assert main(["index", "--checkpoint", str(directory), "--lists", "8", "--probe", "8",
                  "--check-queries", "100"]) == 0
     out = capsys.readouterr().out
-    assert "8 lists, 8 probed" in out and "recall@10 against exact scoring" in out and ": 1.0000" in out
+    assert "8 lists" in out and "recall@10 against exact scoring by lists probed" in out and "8: 1.0000" in out
+    assert main(["index", "--checkpoint", str(directory), "--lists", "16", "--recall", "1.0"]) == 0
+    tuned = json.loads((directory / INDEX_META).read_text())
+    assert [p for p, _ in tuned["probes_tried"]] == [8, 16][: len(tuned["probes_tried"])]  # doubling from 8
+    assert tuned["recall_at_10"] == 1.0 and tuned["n_probe"] == tuned["probes_tried"][-1][0]
     assert (directory / "ann.faiss").read_bytes()[:1] != b"\x80"  # faiss's own format, not a pickle
     assert json.loads((directory / INDEX_META).read_text())["model_version"] == load_checkpoint(directory).model_version
 
