@@ -9,6 +9,7 @@ of several draws).
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 
@@ -104,10 +105,13 @@ def explain_eval(model: SASRec, histories: list[np.ndarray], users: list[list[np
 
 
 def counterfactual_eval(model: SASRec, histories: list[np.ndarray], users: list[list[np.ndarray] | None],
-                        config: CounterfactualConfig = CounterfactualConfig(), progress: bool = True) -> dict:
+                        config: CounterfactualConfig = CounterfactualConfig(), progress: bool = True,
+                        exhaustive: int = 0) -> dict:
     """Counterfactual sets for each user's top-1 item against greedy recency (remove the newest
-    items one by one until the item leaves the top k): sizes found, and the search's latency."""
-    sizes, recency, seconds = [], [], []
+    items one by one until the item leaves the top k): sizes found, and the search's latency.
+    `exhaustive` > 0 also finds each user's true smallest set up to that size by scoring every
+    set (a bound on what any search can reach: "minimal_*")."""
+    sizes, recency, seconds, minimal = [], [], [], []
     for history, user in tqdm(list(zip(histories, users)), desc="counterfactuals", unit="user",
                               disable=not progress):
         target = top_1(model, history, user)
@@ -116,6 +120,10 @@ def counterfactual_eval(model: SASRec, histories: list[np.ndarray], users: list[
         seconds.append(time.perf_counter() - started)
         sizes.append(len(found.positions) if found.found else None)
         recency.append(recency_size(model, history, user, target, config))
+        if exhaustive:  # only sizes below the best set known need trying
+            known = min((s for s in (sizes[-1], recency[-1]) if s is not None), default=None)
+            up_to = min(exhaustive, known - 1) if known else exhaustive
+            minimal.append(minimal_size(model, history, user, target, config, up_to) or known)
     found_sizes = np.array([s for s in sizes if s is not None])
     both = [(s, r) for s, r in zip(sizes, recency) if s is not None and r is not None]
     n = len(sizes)
@@ -130,7 +138,32 @@ def counterfactual_eval(model: SASRec, histories: list[np.ndarray], users: list[
         "smaller_than_recency": float(np.mean([s is not None and (r is None or s < r)
                                                for s, r in zip(sizes, recency)])),
         "latency_ms": {"p50": 1000 * float(np.quantile(seconds, 0.5)), "p95": 1000 * float(np.quantile(seconds, 0.95))},
+        **({} if not exhaustive else {
+            "exhaustive_up_to": exhaustive,
+            # the share of users for whom some set is smaller than newest-first's: the most any search can reach
+            "minimal_smaller_than_recency": float(np.mean([m is not None and (r is None or m < r)
+                                                           for m, r in zip(minimal, recency)])),
+            "search_is_minimal": float(np.mean([m == s for m, s in zip(minimal, sizes)])),
+            "minimal_within": {m: float(np.mean([x is not None and x <= m for x in minimal]))
+                               for m in range(1, config.max_size + 1)},
+        }),
     }
+
+
+def minimal_size(model: SASRec, history: np.ndarray, user: list[np.ndarray] | None, target: int,
+                 config: CounterfactualConfig, up_to: int) -> int | None:
+    """The size of the smallest set of history positions whose removal takes `target` out of the
+    top k, trying every set of each size up to `up_to` (never the whole history); None: none."""
+    n = len(history)
+    device = model.item_emb.weight.device
+    user_t = None if user is None else [torch.as_tensor(np.asarray(c), device=device)[None] for c in user]
+    seen = np.asarray(history, dtype=np.int64)
+    for size in range(1, min(up_to, n - 1) + 1):
+        sets = itertools.combinations(range(n), size)
+        while chunk := list(itertools.islice(sets, 4 * config.batch)):
+            if (score_removals(model, seen, user_t, target, chunk, config.k, config.batch).margin < 0).any():
+                return size
+    return None
 
 
 def recency_size(model: SASRec, history: np.ndarray, user: list[np.ndarray] | None, target: int,

@@ -332,10 +332,10 @@ class Recommender:
         except Exception as e:  # noqa: BLE001 (answered as 500 with an error id; the traceback goes to the log)
             return Response(_logged("page", e), status_code=500, media_type="text/plain")
 
-    def _shelf(self) -> Shelf:
+    async def _shelf(self) -> Shelf:
         loaded = self.loaded
-        if self.shelf is None or self.shelf[0] is not loaded:
-            self.shelf = (loaded, Shelf.of(loaded.ckpt))
+        if self.shelf is None or self.shelf[0] is not loaded:  # off the loop: a million titles take a second
+            self.shelf = (loaded, await asyncio.to_thread(Shelf.of, loaded.ckpt))
         return self.shelf[1]
 
     def _page_info(self) -> dict:

@@ -15,6 +15,7 @@ Everything here but `respond` is plain functions and values: no Ray, no network.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -177,7 +178,7 @@ class Service:
     recommend: Rpc
     explain: Rpc
     feedback: Rpc
-    shelf: Callable[[], Shelf]  # of the model this replica serves now
+    shelf: Callable[[], Awaitable[Shelf]]  # of the model this replica serves now
     info: Callable[[], dict]  # model_version, models, feedback (bool)
 
 
@@ -223,22 +224,24 @@ async def _api(name: str, request: Request, params: Mapping[str, str], service: 
     if (request.method == "POST") != (name == "feedback"):
         return error(405, f"{request.method} api/{shorten(name, 40)}: {'POST' if name == 'feedback' else 'GET'} only")
     if name == "info":
-        shelf = service.shelf()
+        shelf = await service.shelf()
         return JSONResponse({**service.info(), "example_history": list(shelf.popular),
                              "cards": shelf.cards(shelf.popular)}, headers=HEADERS)
     if name == "items":
         limit = integer(params, "limit", 20, 1, MAX_SEARCH_RESULTS)
-        return JSONResponse({"items": service.shelf().search(params.get("q", "")[:200], limit)}, headers=HEADERS)
+        shelf = await service.shelf()  # a search reads every title: off the replica's event loop
+        found = await asyncio.to_thread(shelf.search, params.get("q", "")[:200], limit)
+        return JSONResponse({"items": found}, headers=HEADERS)
     if name == "recommend":
         outcome, request_pb = Outcome(), recommend_request(params)
         response = await service.recommend(request_pb, outcome)
         ids = [i.item_id for i in response.items] + list(request_pb.history)
-        return answered(outcome, response, {"cards": service.shelf().cards(ids)})
+        return answered(outcome, response, {"cards": (await service.shelf()).cards(ids)})
     if name == "explain":
         outcome, request_pb = Outcome(), explain_request(params)
         response = await service.explain(request_pb, outcome)
         ids = [c.item_id for c in response.contributions] + [response.counterfactual.new_top_item_id, response.item_id]
-        return answered(outcome, response, {"cards": service.shelf().cards(i for i in ids if i)})
+        return answered(outcome, response, {"cards": (await service.shelf()).cards(i for i in ids if i)})
     if name == "feedback":
         body = await _body(request)
         outcome = Outcome()

@@ -62,3 +62,24 @@ def test_an_item_outside_the_top_k_and_a_spent_budget_find_nothing(model):
     cf = counterfactual(model, short, None, top(model, short, 1)[0], CounterfactualConfig(max_size=10, k=1))
     assert len(cf.positions) <= 2  # and never all of it
     assert not counterfactual(model, history[:1], None, top(model, history[:1], 1)[0]).found
+
+
+def test_trying_every_set_finds_the_true_smallest_and_bounds_the_search(model):
+    from itertools import combinations
+
+    from attnrec.explain.evaluate import counterfactual_eval, minimal_size
+
+    config = CounterfactualConfig(max_size=3, k=5)
+    short = histories(n=6, length=8, seed=1)
+    for history in short:
+        target = top(model, history, 1)[0]
+        smallest = minimal_size(model, history, None, target, config, 3)
+        works = [len(s) for size in (1, 2, 3) for s in combinations(range(len(history)), size)
+                 if target not in top(model, np.delete(history, list(s)), config.k)]
+        assert smallest == (min(works) if works else None)  # brute force, one set at a time, agrees
+        cf = counterfactual(model, history, None, target, config)
+        assert not cf.found or len(cf.positions) >= smallest  # no search beats the true smallest
+    result = counterfactual_eval(model, short, [None] * len(short), config, progress=False, exhaustive=3)
+    assert result["exhaustive_up_to"] == 3
+    assert result["minimal_smaller_than_recency"] >= result["smaller_than_recency"]
+    assert result["minimal_within"][3] >= result["found_within"][3]

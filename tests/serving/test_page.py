@@ -61,11 +61,14 @@ class Replica:
     """Stands in for the Recommender: answers as its RPC methods would, and keeps what it was asked."""
 
     def __init__(self, shelf, code=grpc.StatusCode.OK, details=""):
-        self.asked, self.code, self.details = [], code, details
+        self.asked, self.code, self.details, self.shelf_ = [], code, details, shelf
         self.service = Service(self.rpc(pb.RecommendResponse(items=[pb.ScoredItem(item_id="1196", score=2.0)])),
                                self.rpc(pb.ExplainResponse(item_id="1196", reason="Because.")),
-                               self.rpc(pb.FeedbackResponse(accepted=1)), lambda: shelf,
+                               self.rpc(pb.FeedbackResponse(accepted=1)), self.shelf,
                                lambda: {"model_version": "v1", "models": [], "feedback": True})
+
+    async def shelf(self):
+        return self.shelf_
 
     def rpc(self, answer):
         async def call(request, context):
