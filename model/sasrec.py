@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from attnrec.model.config import FeatureSpec, ModelConfig
 
 PAD = 0
+ITEM_TABLE_SLICE = 65_536  # items whose vectors are computed together when the inference table is filled
 
 
 class Batch(NamedTuple):
@@ -224,9 +225,9 @@ class SASRec(nn.Module):
         """(n_items + 1, D); cached while in inference (eval mode, no grad)."""
         if self.training or torch.is_grad_enabled():
             return self.item_vectors(torch.arange(self.config.n_items + 1, device=self.item_emb.weight.device))
-        if self._item_table is None:
+        if self._item_table is None:  # in slices: multi-valued features pool a (items, values, D) tensor
             every_item = torch.arange(self.config.n_items + 1, device=self.item_emb.weight.device)
-            self._item_table = self.item_vectors(every_item)
+            self._item_table = torch.cat([self.item_vectors(part) for part in every_item.split(ITEM_TABLE_SLICE)])
         return self._item_table
 
     def embed_parts(self, seq: Tensor, user: list[Tensor] | None = None) -> list[Tensor]:

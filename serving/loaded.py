@@ -40,6 +40,8 @@ def load(path: str, device: str = "auto", config: ServingConfig | None = None) -
     its item index too where config.retrieval says to use one."""
     resolved = resolve_checkpoint(path)
     ckpt = load_checkpoint(resolved, resolve_device(device))
+    with torch.inference_mode():  # the item table every query multiplies: filled now, not by the first
+        ckpt.model.all_item_vectors()  # calls (seconds at a million items, while they wait)
     catalog = Catalog(ckpt)
     return Loaded(resolved, ckpt, catalog, retrieval_for(resolved, catalog, config) if config else None)
 

@@ -154,3 +154,13 @@ def test_encoding_with_the_looked_up_codes_is_encoding(model):
     seq = torch.tensor([[0, 3, 5, 7], [2, 4, 6, 8]])
     with torch.no_grad():
         torch.testing.assert_close(model.encode_codes(seq, model.item_codes(seq), user(2)), model.encode(seq, user(2)))
+
+
+def test_the_inference_table_filled_in_slices_is_the_whole_table(model, monkeypatch):
+    from attnrec.model import sasrec
+
+    whole = model.item_vectors(torch.arange(model.config.n_items + 1)).detach()
+    monkeypatch.setattr(sasrec, "ITEM_TABLE_SLICE", 7)  # 31 rows: five slices, the last one short
+    model.eval()  # the table is made anew
+    with torch.no_grad():
+        torch.testing.assert_close(model.all_item_vectors(), whole)
