@@ -120,6 +120,11 @@ async function refresh() {
     if (body.unknown_user) notes.push(`User ${state.user_id} is not known to this model: only the history counts.`);
     if (notes.length) say($("message"), notes.join(" "), "warning");
     $("model").textContent = `model ${body.model_version} · history used: ${body.history_used} items`;
+    if (state.explain && !body.items.some((item) => item.item_id === state.explain)) {
+      state.explain = "";  // no longer recommended: nothing to explain
+      writeAddress();
+      closeExplanation();
+    }
     if (state.explain) await explain(state.explain);
   } catch (error) {
     if (mine !== shown) return;

@@ -41,15 +41,17 @@ def browser(tmp_path_factory):
 
 
 def wait(driver, condition, what: str):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, 90, poll_frequency=0.1).until(lambda d: condition(d), message=f"the page never {what}")
+    # an element read while the page re-renders its list is stale: read again at the next poll
+    return WebDriverWait(driver, 90, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: condition(d), message=f"the page never {what}")
 
 
 def shown_items(driver) -> list[str]:
-    from selenium.webdriver.common.by import By
-
-    return [li.get_attribute("data-item-id") for li in driver.find_elements(By.CSS_SELECTOR, "#items > li")]
+    """The recommended item ids on the page, read in one step (the list may be re-rendering)."""
+    return driver.execute_script("return Array.from(document.querySelectorAll('#items > li'), li => li.dataset.itemId)")
 
 
 def top(client, history, k=10) -> list[str]:
