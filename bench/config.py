@@ -83,3 +83,15 @@ def _ray_version() -> str:
     import ray
 
     return ray.__version__
+
+
+def single_replicas(threads: int) -> dict:
+    """Serve options for one replica of each deployment, the Recommender's torch held to
+    `threads` (1 = a num_cpus: 1 replica's), access logs off as in serve.yaml. Options for a
+    deployment the application does not have (FeedbackLog without a log) are left out by Serve's config."""
+    actor = {"num_cpus": 0, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(threads)}}}
+    return {"Recommender": {"num_replicas": 1, "max_ongoing_requests": 512, "ray_actor_options": actor,
+                            "logging_config": {"enable_access_log": False}},
+            "Explainer": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0}},
+            "FeedbackLog": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0},
+                            "logging_config": {"enable_access_log": False}}}

@@ -19,20 +19,11 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from attnrec.bench.config import BenchConfig, versions
+from attnrec.bench.config import BenchConfig, single_replicas, versions
 from attnrec.bench.faults import Load, percentiles
 from attnrec.model.checkpoint import resolve_checkpoint
 from attnrec.model.feedback_log import summary
 from attnrec.serving.client import RecommenderClient
-
-
-def _deployments(threads: int) -> dict:
-    actor = {"num_cpus": 0, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(threads)}}}
-    return {"Recommender": {"num_replicas": 1, "max_ongoing_requests": 512, "ray_actor_options": actor,
-                            "logging_config": {"enable_access_log": False}},
-            "Explainer": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0}},
-            "FeedbackLog": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0},
-                            "logging_config": {"enable_access_log": False}}}  # as serve.yaml
 
 
 def _saturated(config: BenchConfig, concurrency: int) -> dict:
@@ -65,7 +56,7 @@ def measure(checkpoint: str, rounds: int, duration_s: float, concurrency: int, t
 
     config = BenchConfig(checkpoint, duration_s=duration_s)
     start_ray(direct_ingress=True)
-    serve_file = replace(ServeFile.load(DEFAULT_CONFIG), deployments=_deployments(threads))
+    serve_file = replace(ServeFile.load(DEFAULT_CONFIG), deployments=single_replicas(threads))
     log_dir = Path(tempfile.mkdtemp(prefix="attnrec-feedback-cost-"))
     off = ServingConfig(checkpoint=checkpoint, device="cpu")
     on = replace(off, feedback_dir=str(log_dir))

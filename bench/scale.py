@@ -34,6 +34,7 @@ from attnrec.model.retrieval import (
     IndexConfig,
     faiss_module,
     load_retriever,
+    recall_at,
     write_index,
 )
 from attnrec.model.sasrec import SASRec
@@ -148,7 +149,7 @@ def measure(base: Checkpoint, n_items: int, config: ScaleConfig, random: bool, w
         queries = [decode_recommend(pb.RecommendRequest(history=h, k=10), catalog, serving) for h in asked]
         exact = [r.items for r in rank(ckpt.model, queries[:config.queries])]
         found = [r.items for r in rank(ckpt.model, queries[:config.queries], retrieval)]
-        recall = float(np.mean([len(set(e.tolist()) & set(f.tolist())) / 10 for e, f in zip(exact, found)]))
+        recall = recall_at(exact, found)
         for path, how in (("exact", None), ("two_stage", retrieval)):
             batch = _timed(lambda how=how, q=queries[:BATCH]: rank(ckpt.model, q, how), config.timed_s)
             alone = _timed(lambda how=how, q=queries[:1]: rank(ckpt.model, q, how), config.timed_s)
@@ -164,28 +165,20 @@ def measure(base: Checkpoint, n_items: int, config: ScaleConfig, random: bool, w
     return out
 
 
-def _deployments(threads: int) -> dict:
-    """One Recommender replica on `threads` threads (a num_cpus: 1 replica's by default) and one Explainer."""
-    actor = {"num_cpus": 0, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(threads)}}}
-    return {"Recommender": {"num_replicas": 1, "max_ongoing_requests": 512, "ray_actor_options": actor,
-                            "logging_config": {"enable_access_log": False}},
-            "Explainer": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0}}}
-
-
 def serve_layer(directories: dict[int, Path], config: ScaleConfig, history: int) -> list[dict]:
     """Through Ray Serve, straight at the Recommender replica (direct ingress): Recommend p50 at
     1 in flight, saturated Recommend calls/s at 32 in flight, Explain p50 at 1 in flight; per
     catalogue, with retrieval off (exact) and on (two-stage)."""
     from ray import serve
 
-    from attnrec.bench.config import BenchConfig
+    from attnrec.bench.config import BenchConfig, single_replicas
     from attnrec.bench.servers import _load
     from attnrec.serving.app import ServeFile
     from attnrec.serving.config import DEFAULT_CONFIG
     from attnrec.serving.server import deploy, direct_ingress_targets, free_port, start_ray, start_service
 
     start_ray(direct_ingress=True)
-    serve_file = replace(ServeFile.load(DEFAULT_CONFIG), deployments=_deployments(config.threads))
+    serve_file = replace(ServeFile.load(DEFAULT_CONFIG), deployments=single_replicas(config.threads))
     started, out = False, []
     try:
         for n_items, directory in directories.items():

@@ -112,18 +112,18 @@ def two_stage_scorer(model: torch.nn.Module, user_inputs: Callable[[np.ndarray],
                      candidates: int) -> Scorer:
     """Scores as two-stage serving ranks (model/retrieval.py): the index's candidates get their
     exact scores, every other item -inf. Room is left for each user's seen items, as serving does."""
+    from attnrec.model.retrieval import scored_candidates
+
     device = next(model.parameters()).device
 
     @torch.inference_mode()
     def score(histories: list[np.ndarray], rows: np.ndarray) -> torch.Tensor:
         seq = torch.as_tensor(left_pad(histories, model.config.max_len), device=device)
         state = model.encode(seq, user_inputs(rows))
-        proposed = torch.as_tensor(retriever.search(state, candidates + max(len(h) for h in histories)), device=device)
-        table = model.all_item_vectors()
-        scores = torch.full((len(histories), table.shape[0]), float("-inf"), device=device)
-        scores.scatter_(1, proposed, torch.einsum("bd,bcd->bc", state, table[proposed]))
-        scores[:, 0] = float("-inf")  # padding, where fewer than asked were proposed
-        return scores.float()
+        proposed = retriever.search(state, candidates + max(len(h) for h in histories))
+        columns, exact = scored_candidates(model, state, proposed)  # -inf where none was proposed (column 0)
+        scores = torch.full((len(histories), model.config.n_items + 1), float("-inf"), device=device)
+        return scores.scatter_(1, columns, exact).float()
 
     return score
 

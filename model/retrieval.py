@@ -96,9 +96,24 @@ class Retriever:
     def search(self, states: torch.Tensor, n: int) -> np.ndarray:
         """(B, D) user states -> (B, n) item indices, best first by approximate inner product;
         0 where the probed lists held fewer than n items."""
-        queries = np.ascontiguousarray(states.detach().float().cpu().numpy())
-        _, ids = self.index.search(queries, n)
-        return np.where(ids < 0, 0, ids)
+        return propose(self.index, states, n)
+
+
+def propose(index, states: torch.Tensor, n: int) -> np.ndarray:
+    """The index's n best items for each user state: (B, D) -> (B, n) item indices, 0 where the
+    probed lists held fewer than n."""
+    _, ids = index.search(np.ascontiguousarray(states.detach().float().cpu().numpy()), n)
+    return np.where(ids < 0, 0, ids)
+
+
+@torch.inference_mode()
+def scored_candidates(model, states: torch.Tensor, proposed: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Proposed items (B, C) as a tensor, and their exact scores (B, C) from the model's item
+    table, as `score_all` would give them; -inf where none was proposed (index 0)."""
+    vectors = model.all_item_vectors()
+    columns = torch.as_tensor(proposed, device=vectors.device)
+    scores = torch.einsum("bd,bcd->bc", states, vectors[columns]).masked_fill_(columns == 0, float("-inf"))
+    return columns, scores
 
 
 def write_index(directory: str | Path, model, model_version: str, item_counts: np.ndarray | None,
@@ -139,14 +154,31 @@ def tune_probe(model, index, states: torch.Tensor, candidates: int, target: floa
         probe *= 2
 
 
+def _meta(directory: Path) -> dict | None:
+    """The metadata of the checkpoint's index; None when it has no index ({} when only the metadata is gone)."""
+    if not (directory / INDEX_FILE).exists():
+        return None
+    return json.loads((directory / INDEX_META).read_text()) if (directory / INDEX_META).exists() else {}
+
+
+def _fits(meta: dict, model_version: str, n_items: int) -> bool:
+    return meta.get("model_version") == model_version and meta.get("n_items") == n_items
+
+
+def has_index(directory: str | Path, model_version: str, n_items: int) -> bool:
+    """Whether the checkpoint holds an index built for these weights (reads only its metadata)."""
+    meta = _meta(Path(directory))
+    return meta is not None and _fits(meta, model_version, n_items)
+
+
 def load_retriever(directory: str | Path, model_version: str, n_items: int, n_probe: int = 0) -> Retriever | None:
     """The checkpoint's index, or None (with a log line saying why) when it has none or one
     built for other weights; `n_probe` > 0 overrides the stored one."""
     d = Path(directory)
-    if not (d / INDEX_FILE).exists():
+    meta = _meta(d)
+    if meta is None:
         return None
-    meta = json.loads((d / INDEX_META).read_text()) if (d / INDEX_META).exists() else {}
-    if meta.get("model_version") != model_version or meta.get("n_items") != n_items:
+    if not _fits(meta, model_version, n_items):
         log.warning("%s: the item index was built for %s (%s items), not these weights (%s, %d items); "
                     "scoring exactly until `attnrec index --checkpoint %s` rebuilds it",
                     d, meta.get("model_version", "unknown weights"), meta.get("n_items", "?"), model_version,
@@ -190,14 +222,9 @@ def exact_top(model, states: torch.Tensor, k: int = 10) -> np.ndarray:
 
 def two_stage_top(model, index, states: torch.Tensor, candidates: int, k: int = 10) -> np.ndarray:
     """(B, k) item indices of the best of the index's candidates, scored exactly."""
-    queries = np.ascontiguousarray(states.detach().float().cpu().numpy())
-    _, ids = index.search(queries, candidates)
-    proposed = np.where(ids < 0, 0, ids)
-    with torch.inference_mode():
-        vectors = model.all_item_vectors()
-        columns = torch.as_tensor(proposed, device=vectors.device)
-        scores = torch.einsum("bd,bcd->bc", states, vectors[columns]).masked_fill_(columns == 0, float("-inf"))
-        return np.take_along_axis(proposed, scores.topk(k, dim=1).indices.cpu().numpy(), axis=1)
+    proposed = propose(index, states, candidates)
+    _, scores = scored_candidates(model, states, proposed)
+    return np.take_along_axis(proposed, scores.topk(k, dim=1).indices.cpu().numpy(), axis=1)
 
 
 def measured_recall(model, retriever: Retriever, states: torch.Tensor, candidates: int, k: int = 10) -> float:

@@ -335,7 +335,7 @@ class Recommender:
     async def _shelf(self) -> Shelf:
         loaded = self.loaded
         if self.shelf is None or self.shelf[0] is not loaded:  # off the loop: a million titles take a second
-            self.shelf = (loaded, await asyncio.to_thread(Shelf.of, loaded.ckpt))
+            self.shelf = (loaded, await asyncio.to_thread(Shelf.of, loaded.ckpt, loaded.catalog))
         return self.shelf[1]
 
     def _page_info(self) -> dict:

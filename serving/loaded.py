@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from attnrec.model.checkpoint import Checkpoint, CheckpointError, load_checkpoint, resolve_checkpoint
-from attnrec.model.retrieval import load_retriever
+from attnrec.model.retrieval import has_index, load_retriever
 from attnrec.model.train import resolve_device
 from attnrec.serving.codec import Catalog
 from attnrec.serving.config import ServingConfig
@@ -95,7 +95,7 @@ def check_rollout(current_path: str, new_path: str, allow_new_catalog: bool = Fa
         raise FileNotFoundError(f"{new_path}: not a checkpoint directory (no config.json)")
     current, new = load(current_path, "cpu"), load(new_path, "cpu")
     check_replacement(current.ckpt, new.ckpt, allow_new_catalog)
-    indexed = [load_retriever(c.path, c.model_version, len(c.catalog.item_index)) is not None for c in (current, new)]
+    indexed = [has_index(c.path, c.model_version, len(c.catalog.item_index)) for c in (current, new)]
     if indexed == [True, False]:  # the new one would be served by exact scoring: many times slower on a big catalogue
         raise CheckpointError(f"the served checkpoint has an item index and {new_path} has none for its weights; "
                               f"build it first: attnrec index --checkpoint {new_path}")

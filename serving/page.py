@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from attnrec.model.checkpoint import Checkpoint
 from attnrec.model.features import MISSING
-from attnrec.serving.codec import InvalidArgument, shorten
+from attnrec.serving.codec import Catalog, InvalidArgument, shorten
 from attnrec.v1 import recommender_pb2 as pb
 
 PAGE = "/ui/"
@@ -115,29 +115,26 @@ def as_json(message: Message) -> dict:
 
 @dataclass(frozen=True)
 class Shelf:
-    """A checkpoint's items as people see them: title, feature values, a search by title or id."""
+    """A checkpoint's items as people see them: title, feature values, a search by title or id.
+    Ids, indices and titles are the replica's Catalog's."""
 
-    ids: tuple[str, ...]  # item index - 1 -> id
-    index: dict[str, int]  # id -> item index
-    titles: tuple[str, ...]  # "" where the data has none
+    catalog: Catalog
     features: tuple[tuple[str, object, np.ndarray], ...]  # (name, encoder, codes (N + 1,) or (N + 1, L))
-    haystack: tuple[str, ...]  # lower-cased "title id" per item, what a search looks in
+    haystack: tuple[str, ...]  # lower-cased "title id" per item index - 1, what a search looks in
     popular: tuple[str, ...]  # the most interacted-with items in training, most first
 
     @staticmethod
-    def of(ckpt: Checkpoint) -> Shelf:
+    def of(ckpt: Checkpoint, catalog: Catalog) -> Shelf:
         ids = ckpt.items.ids
-        titles = ckpt.titles or ("",) * len(ids)
         features = tuple((e.name, e, getattr(ckpt.model, f"item_codes_{i}").cpu().numpy())
                          for i, e in enumerate(ckpt.item_encoders))
         counts = ckpt.item_counts[1:] if ckpt.item_counts is not None else np.zeros(len(ids))
         popular = tuple(ids[i] for i in np.argsort(-counts, kind="stable")[:EXAMPLE_LENGTH])
-        return Shelf(ids, {item: i + 1 for i, item in enumerate(ids)}, titles, features,
-                     tuple(f"{t} {i}".lower() for t, i in zip(titles, ids)), popular)
+        return Shelf(catalog, features, tuple(f"{t} {i}".lower() for t, i in zip(catalog.titles[1:], ids)), popular)
 
     def card(self, item_id: str) -> dict:
         """{title, features: {name: value}} of an item; {} for an id this model does not know."""
-        index = self.index.get(item_id)
+        index = self.catalog.item_index.get(item_id)
         if index is None:
             return {}
         values = {}
@@ -146,7 +143,7 @@ class Shelf:
             described = [encoder.describe(int(c)) for c in row if c != MISSING]
             if described:
                 values[name] = ", ".join(described)
-        return {"title": self.titles[index - 1], "features": values}
+        return {"title": self.catalog.titles[index], "features": values}
 
     def cards(self, item_ids) -> dict[str, dict]:
         return {i: c for i in dict.fromkeys(item_ids) if (c := self.card(i))}
@@ -156,14 +153,15 @@ class Shelf:
         words = text.lower().split()
         if not words:
             return []
-        exact = self.index.get(text.strip())
+        exact = self.catalog.item_index.get(text.strip())
         found = [exact] if exact else []
         for i, hay in enumerate(self.haystack):
             if len(found) >= limit:
                 break
             if i + 1 != exact and all(w in hay for w in words):
                 found.append(i + 1)
-        return [{"item_id": self.ids[i - 1], **self.card(self.ids[i - 1])} for i in found[:limit]]
+        ids = self.catalog.item_ids
+        return [{"item_id": ids[i], **self.card(ids[i])} for i in found[:limit]]
 
 
 # --- the HTTP layer -------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import torch
 
 from attnrec.model.inputs import stack_users
 from attnrec.model.rerank import CANDIDATES, calibrated
-from attnrec.model.retrieval import Retriever
+from attnrec.model.retrieval import Retriever, scored_candidates
 from attnrec.model.sasrec import PAD, SASRec
 from attnrec.model.sequences import left_pad
 from attnrec.serving.codec import (
@@ -75,12 +75,10 @@ def rank(model: SASRec, queries: Sequence[Query], retrieval: Retrieval | None = 
     elif full:
         wanted = max(_pool(queries[i]) + len(queries[i].seen) for i in full)
         proposed = retrieval.retriever.search(state[full], max(retrieval.candidates, wanted))  # (F, C), 0 = none
-        blocked = np.stack([(proposed[r] == PAD) | (np.isin(proposed[r], queries[i].seen)
-                                                     if not queries[i].include_history else False)
-                            for r, i in enumerate(full)])  # padding, and what each query has seen
-        columns = torch.as_tensor(proposed, device=device)
-        scores = torch.einsum("fd,fcd->fc", state[full], model.all_item_vectors()[columns])  # exact, as score_all
-        scores.masked_fill_(torch.as_tensor(blocked, device=device), float("-inf"))
+        columns, scores = scored_candidates(model, state[full], proposed)  # exact, as score_all; -inf at none
+        seen = np.stack([np.isin(proposed[r], queries[i].seen) & (not queries[i].include_history)
+                         for r, i in enumerate(full)])  # what each query has seen
+        scores.masked_fill_(torch.as_tensor(seen, device=device), float("-inf"))
         k = min(max(_pool(queries[i]) for i in full), scores.shape[1])
         top_scores, top_pos = scores.topk(k, dim=1)
         _collect(out, full, queries, columns.gather(1, top_pos), top_scores)

@@ -9,7 +9,7 @@ import pytest
 from starlette.requests import Request
 
 from attnrec.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from attnrec.serving.codec import InvalidArgument
+from attnrec.serving.codec import Catalog, InvalidArgument
 from attnrec.serving.page import (
     MAX_BODY_BYTES,
     Service,
@@ -24,7 +24,8 @@ from attnrec.v1 import recommender_pb2 as pb
 
 @pytest.fixture(scope="module")
 def shelf():
-    return Shelf.of(load_checkpoint(DEFAULT_CHECKPOINT))  # MovieLens: titles, year and genres
+    ckpt = load_checkpoint(DEFAULT_CHECKPOINT)  # MovieLens: titles, year and genres
+    return Shelf.of(ckpt, Catalog(ckpt))
 
 
 def test_requests_come_from_query_parameters_and_bad_ones_name_the_field():
