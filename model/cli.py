@@ -16,6 +16,7 @@ from pathlib import Path
 
 from attnrec.model.config import ModelConfig, TrainConfig
 from attnrec.model.data import DataError, Tables, load_tables
+from attnrec.model.selection import FEATURE_MODES, SelectionConfig
 
 log = logging.getLogger("attnrec")
 
@@ -37,7 +38,7 @@ def embedded_movielens() -> dict[str, Path]:
     return paths
 
 
-def _data_paths(args: argparse.Namespace) -> dict[str, Path | None]:
+def data_paths(args: argparse.Namespace) -> dict[str, Path | None]:
     if args.interactions is None:
         if args.items or args.users:
             raise DataError("--items/--users given without --interactions")
@@ -46,7 +47,7 @@ def _data_paths(args: argparse.Namespace) -> dict[str, Path | None]:
     return {"interactions": args.interactions, "items": args.items, "users": args.users}
 
 
-def _columns(text: str | None) -> list[str] | None:
+def columns(text: str | None) -> list[str] | None:
     return None if text is None else [c for c in text.split(",") if c]
 
 
@@ -63,15 +64,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     data.set_defaults(run=cmd_data)
 
     for name, helptext in (("train", "train a model; best epoch by validation NDCG@10 is kept"),
-                           ("evaluate", "leave-one-out full-ranking HR@10/NDCG@10 against popularity")):
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("--interactions",
-                       help="Parquet: user_id, item_id, timestamp (default: embedded MovieLens)")
-        p.add_argument("--items", help="Parquet: item_id + feature columns")
-        p.add_argument("--users", help="Parquet: user_id + feature columns")
-        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                       help="where to compute: auto = cuda when torch sees a GPU")
-        p.add_argument("--quiet", action="store_true", help="no progress bar")
+                           ("evaluate", "leave-one-out full-ranking HR@10/NDCG@10 against popularity"),
+                           ("ablate", "train item ids only, + item features, + user features for several seeds "
+                                      "and score each on the test split")):
+        add_data_options(sub.add_parser(name, help=helptext))
     train_p = sub.choices["train"]
     train_p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
     train_p.add_argument("--feedback", metavar="DIR",
@@ -80,23 +76,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     train_p.add_argument("--event-weights", metavar="TYPE=W,...", default=_weights_text(),
                          help="with --feedback: the event types that count as interactions, and how much each "
                               "counts as a training target (impressions never do) (default: %(default)s)")
-    train_p.add_argument("--epochs", type=int, default=TrainConfig.epochs,
-                         help="at most this many; early stopping usually ends sooner")
     train_p.add_argument("--seed", type=int, default=TrainConfig.seed, help="weights, shuffling and dropout")
-    train_p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="history windows per step")
-    train_p.add_argument("--max-minutes", type=float, default=0.0,
-                         help="stop after this long, keeping the best epoch (0: no limit)")
-    train_p.add_argument("--item-features", help="comma-separated item columns (default: every usable column)")
-    train_p.add_argument("--user-features", help="comma-separated user columns (default: every usable column)")
-    train_p.add_argument("--no-features", action="store_true", help="item ids and positions only (the ablation)")
-    train_p.add_argument("--max-len", type=int, default=ModelConfig.max_len, help="history window")
-    train_p.add_argument("--d-model", type=int, default=ModelConfig.d_model, help="embedding and hidden width")
-    train_p.add_argument("--layers", type=int, default=ModelConfig.n_layers, help="self-attention blocks")
-    train_p.add_argument("--heads", type=int, default=ModelConfig.n_heads, help="attention heads per block")
-    train_p.add_argument("--dropout", type=float, default=ModelConfig.dropout, help="dropout rate")
-    train_p.add_argument("--negatives", type=int, default=0,
-                         help="0: full softmax; N: sampled softmax with N negatives (huge catalogues)")
+    train_p.add_argument("--features", choices=FEATURE_MODES, default=SelectionConfig.features,
+                         help="feature families to train with: auto trains a model with and without each family "
+                              f"and keeps the best on the validation split (data up to "
+                              f"{SelectionConfig.max_interactions:,} interactions; above, all); all; items; users; "
+                              "none = item ids and positions only (default: %(default)s)")
+    train_p.add_argument("--no-features", action="store_const", dest="features", const="none",
+                         help="the same as --features none")
+    training_options(train_p)
     train_p.set_defaults(run=cmd_train)
+    ablate_p = sub.choices["ablate"]
+    ablate_p.add_argument("--out", type=Path, required=True,
+                          help="directory for the checkpoints (SEED/FEATURES) and ablation.json")
+    ablate_p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: %(default)s)")
+    training_options(ablate_p)
+    ablate_p.set_defaults(run=cmd_ablate)
     eval_p = sub.choices["evaluate"]
     eval_p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint directory to evaluate")
     eval_p.add_argument("--json", type=Path, help="where to write the results (default: CHECKPOINT/eval.json)")
@@ -138,6 +133,36 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                           help="also draw CTR and purchase rate per version (default file: %(const)s)")
     report_p.add_argument("--json", type=Path, help="also write the figures as JSON here")
     report_p.set_defaults(run=cmd_report)
+
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    """Which data, where to compute, and whether to draw progress bars."""
+    p.add_argument("--interactions", help="Parquet: user_id, item_id, timestamp (default: embedded MovieLens)")
+    p.add_argument("--items", help="Parquet: item_id + feature columns")
+    p.add_argument("--users", help="Parquet: user_id + feature columns")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where to compute: auto = cuda when torch sees a GPU")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def training_options(p: argparse.ArgumentParser) -> None:
+    """What `train` and `ablate` share: how long, which columns, and the model's shape."""
+    p.add_argument("--epochs", type=int, default=TrainConfig.epochs,
+                         help="at most this many; early stopping usually ends sooner")
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="history windows per step")
+    p.add_argument("--max-minutes", type=float, default=0.0,
+                         help="stop after this long, keeping the best epoch (0: no limit)")
+    p.add_argument("--item-features", help="comma-separated item columns (default: every usable column)")
+    p.add_argument("--user-features", help="comma-separated user columns (default: every usable column)")
+    p.add_argument("--max-len", type=int,
+                         help="history window (default: the length that covers 90%% of the users' histories "
+                              f"whole, between {SelectionConfig.min_window} and {SelectionConfig.max_window})")
+    p.add_argument("--d-model", type=int, default=ModelConfig.d_model, help="embedding and hidden width")
+    p.add_argument("--layers", type=int, default=ModelConfig.n_layers, help="self-attention blocks")
+    p.add_argument("--heads", type=int, default=ModelConfig.n_heads, help="attention heads per block")
+    p.add_argument("--dropout", type=float, default=ModelConfig.dropout, help="dropout rate")
+    p.add_argument("--negatives", type=int, default=0,
+                         help="0: full softmax; N: sampled softmax with N negatives (huge catalogues)")
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -192,28 +217,68 @@ def add_feedback(tables: Tables, feedback: str, event_weights: str) -> tuple[Tab
     return replace(tables, interactions=merged.interactions), info
 
 
+def configs(args: argparse.Namespace, prepared) -> tuple[ModelConfig, TrainConfig]:
+    """The model's shape and the training run from the flags; the history window, when not
+    given, from the data. Says what the data are and the window chosen."""
+    from attnrec.model.selection import history_window
+
+    window, quantile_length = history_window(prepared.split)
+    model_config = ModelConfig(n_items=len(prepared.items), max_len=args.max_len or window, d_model=args.d_model,
+                               n_layers=args.layers, n_heads=args.heads, dropout=args.dropout,
+                               n_negatives=args.negatives)
+    config = TrainConfig(epochs=args.epochs, seed=getattr(args, "seed", TrainConfig.seed), batch_size=args.batch_size,
+                         device=args.device, max_minutes=args.max_minutes)
+    print(f"data: {len(prepared.split.full.items):,} interactions, {len(prepared.users):,} users, "
+          f"{len(prepared.items):,} items; item features {[e.name for e in prepared.item_encoders]}, "
+          f"user features {[e.name for e in prepared.user_encoders]}")
+    if not args.max_len:
+        print(f"history window {window} (90% of the training histories are at most {quantile_length:,} long)")
+    return model_config, config
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from attnrec.model.ablation import ablate, summary_table
+    from attnrec.model.train import data_fingerprint, popularity_metrics, prepare
+
+    paths = data_paths(args)
+    tables = load_tables(**paths)
+    prepared = prepare(tables, columns(args.item_features), columns(args.user_features))
+    model_config, config = configs(args, prepared)
+    seeds = [int(s) for s in columns(args.seeds) or []]
+    if not seeds:
+        raise DataError("--seeds: give at least one seed")
+    result = ablate(prepared, args.out, seeds, model_config, config, train_here, data_fingerprint(tables),
+                    not args.quiet)
+    popularity = popularity_metrics(prepared, "test")
+    result.update(data={k: str(v) if v else None for k, v in paths.items()}, popularity_test=popularity,
+                  model_config=json.loads(model_config.to_json()))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "ablation.json").write_text(json.dumps(result, indent=2))
+    print(summary_table(result["summary"], popularity))
+    print(f"written to {args.out / 'ablation.json'}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace, read_tables=None, fit=train_here) -> int:
     """`attnrec train`; `read_tables` and `fit` are how the data are read and the model fitted
     (here by default; serving/cluster_train.py passes Ray Data's and Ray Train's)."""
+    from attnrec.model.selection import train_selected
     from attnrec.model.train import data_fingerprint, popularity_metrics, prepare
 
-    paths = _data_paths(args)
+    paths = data_paths(args)
     tables = (read_tables or (lambda p: load_tables(**p)))(paths)
     feedback = None
     if args.feedback:
         tables, feedback = add_feedback(tables, args.feedback, args.event_weights)
-    prepared = prepare(tables, _columns(args.item_features), _columns(args.user_features))
-    model_config = ModelConfig(n_items=len(prepared.items), max_len=args.max_len, d_model=args.d_model,
-                               n_layers=args.layers, n_heads=args.heads, dropout=args.dropout,
-                               n_negatives=args.negatives)
-    config = TrainConfig(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, device=args.device,
-                         max_minutes=args.max_minutes, use_item_features=not args.no_features,
-                         use_user_features=not args.no_features)
-    print(f"data: {len(prepared.split.full.items):,} interactions, {len(prepared.users):,} users, "
-          f"{len(prepared.items):,} items; item features {[e.name for e in prepared.item_encoders]}, "
-          f"user features {[e.name for e in prepared.user_encoders]}")
+    prepared = prepare(tables, columns(args.item_features), columns(args.user_features))
+    model_config, config = configs(args, prepared)
     started = time.monotonic()
-    ckpt = fit(prepared, args.out, model_config, config, data_fingerprint(tables), not args.quiet)
+    selected = train_selected(prepared, args.out, model_config, config, fit, data_fingerprint(tables),
+                              not args.quiet, SelectionConfig(features=args.features))
+    for line in selected.lines:
+        print(line)
+    ckpt = selected.checkpoint
+    ckpt.metadata["feature_selection"] = selected.report
     ckpt.metadata["data"] = {k: str(v) if v else None for k, v in paths.items()}
     if feedback:
         ckpt.metadata["feedback"] = feedback
@@ -339,10 +404,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from attnrec.model.evaluate import evaluate_checkpoint
 
-    paths = _data_paths(args)
+    paths = data_paths(args)
     result = evaluate_checkpoint(args.checkpoint, load_tables(**paths), device=args.device,
                                  history_limit=args.history_limit, calibration_feature=args.calibration_feature,
-                                 rerank_weights=[float(w) for w in _columns(args.rerank_curve) or []],
+                                 rerank_weights=[float(w) for w in columns(args.rerank_curve) or []],
                                  retrieval_candidates=args.retrieval)
     result["data"] = {k: str(v) if v else None for k, v in paths.items()}
     name = f"eval-last{args.history_limit}.json" if args.history_limit else "eval.json"

@@ -16,7 +16,7 @@ from attnrec.explain import cli as explain_cli
 from attnrec.model import cli as model_cli
 from attnrec.model import index_cli
 from attnrec.model.data import DataError
-from attnrec.serving import cluster_train, serve_cli
+from attnrec.serving import cluster_train, cluster_tune, serve_cli
 from attnrec.serving import explain_cli as local_explain_cli
 from attnrec.serving.network import PortInUse
 
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     model_cli.add_parsers(sub)
     cluster_train.add_options(sub.choices["train"])
+    cluster_tune.add_parsers(sub)
     index_cli.add_parsers(sub)
     serve_cli.add_parsers(sub)
     local_explain_cli.add_parsers(sub)

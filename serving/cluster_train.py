@@ -21,6 +21,7 @@ import argparse
 import json
 import shutil
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -45,7 +46,12 @@ class ClusterConfig:
     cpus_per_worker: float = 1.0  # Ray Train's default; on a small machine less, or workers wait forever
     max_failures: int = 2  # worker-group restarts before the run fails
     storage_path: str | None = None  # where Ray Train keeps checkpoints (default: ~/ray_results)
-    name: str = "attnrec-train"
+    name: str | None = None  # the run's name under storage_path (default: attnrec-train-<time>-<out's name>);
+    # a name already there resumes that run, so every command gets a new one
+
+
+def run_name(cluster: ClusterConfig, out: str | Path) -> str:
+    return cluster.name or f"attnrec-train-{time.strftime('%Y%m%d-%H%M%S')}-{Path(out).name}"
 
 
 def read_with_ray_data(path: str | Path, what: str) -> pa.Table:
@@ -134,14 +140,17 @@ def worker_loop(config: dict) -> None:
 
     world = World(rank=rank, size=size, on_epoch=on_epoch, resume=resume,
                   wrap=lambda module: ray.train.torch.prepare_model(module) if size > 1 else module)
-    train(prepared, best_dir, config["model_config"], config["train_config"], progress=False,
-          data_fingerprint=config["fingerprint"], world=world)
-    if rank == 0:  # the last report: the finished best (complete metadata)
-        with tempfile.TemporaryDirectory() as d:
-            shutil.copytree(best_dir, Path(d) / "best")
-            ray.train.report({"epoch": -1, "finished": 1}, checkpoint=ray.train.Checkpoint.from_directory(d))
-    else:
-        ray.train.report({"epoch": -1, "finished": 1})
+    try:
+        train(prepared, best_dir, config["model_config"], config["train_config"], progress=False,
+              data_fingerprint=config["fingerprint"], world=world)
+        if rank == 0:  # the last report: the finished best (complete metadata)
+            with tempfile.TemporaryDirectory() as d:
+                shutil.copytree(best_dir, Path(d) / "best")
+                ray.train.report({"epoch": -1, "finished": 1}, checkpoint=ray.train.Checkpoint.from_directory(d))
+        else:
+            ray.train.report({"epoch": -1, "finished": 1})
+    finally:
+        shutil.rmtree(best_dir, ignore_errors=True)
 
 
 def train_on_ray(prepared: Prepared, out: str | Path, model_config: ModelConfig, config: TrainConfig,
@@ -159,7 +168,7 @@ def train_on_ray(prepared: Prepared, out: str | Path, model_config: ModelConfig,
         torch_config=TorchConfig(backend="nccl" if cluster.use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=cluster.num_workers, use_gpu=cluster.use_gpu,
                                      resources_per_worker={"CPU": cluster.cpus_per_worker}),
-        run_config=RunConfig(name=cluster.name, storage_path=cluster.storage_path,
+        run_config=RunConfig(name=run_name(cluster, out), storage_path=cluster.storage_path,
                              failure_config=FailureConfig(max_failures=cluster.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2)),
     )
@@ -188,22 +197,27 @@ def add_options(train_parser: argparse.ArgumentParser) -> None:
     train_parser.set_defaults(run=cmd_train)
 
 
+def connect(address: str | None) -> None:
+    """Join the Ray cluster at `address`, or start one on this machine."""
+    if address:
+        from attnrec.serving.network import prepare_to_connect
+
+        prepare_to_connect(address)
+        import ray
+
+        ray.init(address=address, log_to_driver=False)
+    else:
+        from attnrec.serving.server import start_ray
+
+        start_ray()
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from attnrec.model import cli as model_cli
 
     if not args.ray:
         return model_cli.cmd_train(args)
-    from attnrec.serving.network import prepare_to_connect
-
-    if args.address:
-        prepare_to_connect(args.address)
-        import ray
-
-        ray.init(address=args.address, log_to_driver=False)
-    else:
-        from attnrec.serving.server import start_ray
-
-        start_ray()
+    connect(args.address)
     cluster = ClusterConfig(num_workers=args.num_workers, use_gpu=args.use_gpu, cpus_per_worker=args.cpus_per_worker,
                             storage_path=args.storage)
 

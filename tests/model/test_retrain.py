@@ -83,7 +83,7 @@ def test_retraining_on_feedback_learns_a_preference_the_first_model_never_saw(sh
     out = tmp_path / "model_b"
     assert main(["train", "--interactions", str(shop["interactions"]), "--items", str(shop["items"]),
                  "--users", str(shop["users"]), "--out", str(out), "--epochs", "2", "--d-model", "16",
-                 "--max-len", "20", "--quiet", "--feedback", str(tmp_path / "log"),
+                 "--max-len", "20", "--features", "all", "--quiet", "--feedback", str(tmp_path / "log"),
                  "--event-weights", "click=1,purchase=3"]) == 0
     assert "interactions from" in capsys.readouterr().out
     model_b = load_checkpoint(out)

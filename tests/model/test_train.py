@@ -56,7 +56,7 @@ def test_cli_train_then_evaluate(shop, tmp_path, capsys):
     args = ["--interactions", str(shop["interactions"]), "--items", str(shop["items"]), "--users", str(shop["users"])]
     out = tmp_path / "cli"
     assert main(["train", *args, "--out", str(out), "--epochs", "1", "--d-model", "16", "--max-len", "16",
-                 "--quiet"]) == 0
+                 "--features", "all", "--quiet"]) == 0
     assert main(["evaluate", *args, "--checkpoint", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "popularity" in printed and "NDCG@10" in printed
@@ -138,7 +138,9 @@ def test_help_shows_the_defaults(capsys):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     for option, default in (("--batch-size", "64"), ("--epochs", "100"), ("--max-minutes", "0.0"),
-                            ("--dropout", "0.2"), ("--d-model", "64"), ("--max-len", "200")):
+                            ("--dropout", "0.2"), ("--d-model", "64"), ("--features", "auto"),
+                            ("--max-len", "the length that covers 90% of the users' histories whole, between 20 "
+                                          "and 200")):
         assert option in text and f"(default: {default})" in text.split(option, 2)[-1].split("--", 1)[0], option
 
 
@@ -149,7 +151,7 @@ def test_evaluate_says_who_it_could_not_score_instead_of_scoring_an_older_item(s
     args = ["--interactions", str(shop["interactions"]), "--items", str(shop["items"]), "--users", str(shop["users"])]
     out = tmp_path / "cli"
     assert main(["train", *args, "--out", str(out), "--epochs", "1", "--d-model", "16", "--max-len", "16",
-                 "--quiet"]) == 0
+                 "--features", "all", "--quiet"]) == 0
     before = evaluate_checkpoint(out, load_tables(**shop), device="cpu")
     interactions = pq.read_table(shop["interactions"])
     user = interactions.column("user_id")[0].as_py()

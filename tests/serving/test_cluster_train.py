@@ -93,5 +93,8 @@ def test_cli_trains_on_ray(shop, tmp_path, capsys, ray_session):
     assert main(["train", *args, "--out", str(tmp_path / "ckpt"), "--epochs", "1", "--d-model", "16",
                  "--max-len", "16", "--quiet", "--ray", "--num-workers", "1", "--cpus-per-worker", "0.5",
                  "--storage", str(tmp_path / "runs")]) == 0
-    assert "trained in" in capsys.readouterr().out
-    assert load_checkpoint(tmp_path / "ckpt").metadata["epochs_run"] == 1
+    printed = capsys.readouterr().out
+    assert "trained in" in printed and "feature families by validation NDCG@10" in printed
+    saved = load_checkpoint(tmp_path / "ckpt").metadata
+    assert saved["epochs_run"] == 1 and len(saved["feature_selection"]["candidates"]) == 3
+    assert len(list((tmp_path / "runs").iterdir())) == 3  # each candidate a run of its own, none resumed
