@@ -78,7 +78,8 @@ def check_replacement(current: Checkpoint, new: Checkpoint, allow_new_catalog: b
     new_features = sorted(e.name for e in new.user_encoders)
     if new_features != old_features and not allow_new_catalog:
         raise CheckpointError(f"other user features ({new_features}, served: {old_features}); requests that "
-                              "name a feature would change meaning; pass --allow-new-catalog if callers expect it")
+                              "name a feature would change meaning; pass --allow-new-catalog if callers expect it, or "
+                              "train with --features all to keep every family")
     with torch.inference_mode():
         model = new.model
         device = model.item_emb.weight.device
