@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,14 @@ class Checkpoint:
         encoders = {"items": encoders_to_json(self.item_encoders), "users": encoders_to_json(self.user_encoders)}
         (d / "encoders.json").write_text(json.dumps(encoders, indent=1))
         (d / "metadata.json").write_text(json.dumps(self.metadata, indent=2, default=str))
+
+
+def copy_checkpoint(source: str | Path, out: str | Path) -> None:
+    """Make `out` a copy of the checkpoint directory `source`, replacing whatever was there."""
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(source, out)
 
 
 def weights_digest(model: torch.nn.Module) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attnrec.model.checkpoint import Checkpoint
+from attnrec.model.checkpoint import Checkpoint, copy_checkpoint
 from attnrec.model.config import ModelConfig, TrainConfig
 from attnrec.model.sequences import Split
 
@@ -147,8 +147,7 @@ def _compare(prepared, out: Path, model_config: ModelConfig, config: TrainConfig
         chosen = max(trained, key=lambda name: (scores[name], -list(trained).index(name)))
         winner = trained[chosen]
         if places[chosen] != out:
-            shutil.rmtree(out, ignore_errors=True)
-            shutil.copytree(places[chosen], out)
+            copy_checkpoint(places[chosen], out)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     lines = ["feature families by validation NDCG@10: "

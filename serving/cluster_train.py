@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from attnrec.model.checkpoint import Checkpoint as ModelCheckpoint
-from attnrec.model.checkpoint import load_checkpoint
+from attnrec.model.checkpoint import copy_checkpoint, load_checkpoint
 from attnrec.model.config import ModelConfig, TrainConfig
 from attnrec.model.data import DataError, Tables, load_tables
 from attnrec.model.sasrec import SASRec
@@ -175,11 +175,8 @@ def train_on_ray(prepared: Prepared, out: str | Path, model_config: ModelConfig,
     result = trainer.fit()
     if result.checkpoint is None:
         raise RuntimeError(f"training on Ray ended without a checkpoint: {result.error}")
-    out = Path(out)
     with result.checkpoint.as_directory() as d:
-        if out.exists():
-            shutil.rmtree(out)
-        shutil.copytree(Path(d) / "best", out)
+        copy_checkpoint(Path(d) / "best", out)
     return load_checkpoint(out)
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from attnrec.model.checkpoint import copy_checkpoint
 from attnrec.model.config import ModelConfig, TrainConfig
 from attnrec.model.selection import BOTH, IDS, ITEMS, USERS, candidates
 from attnrec.model.train import Prepared, Progress, World, train
@@ -159,18 +160,14 @@ def tune_model(prepared: Prepared, out: str | Path, model_config: ModelConfig, c
         trials.append({"config": config, "best_valid_NDCG@10": metrics[METRIC], "epochs": metrics.get("epoch", 0),
                        "error": None if result.error is None else str(result.error).splitlines()[0],
                        "defaults": config == start})
-    scored = [t for t in trials if t["best_valid_NDCG@10"] is not None]
-    if not scored:
+    if not trials:
         raise SearchFailed(f"no trial finished an epoch within {settings.time_budget_s:g} s: give --time-budget more")
     best = grid.get_best_result(metric=METRIC, mode="max", scope="all")
     best_config = trial_config(best)
     if best.checkpoint is None:
         raise SearchFailed(f"the best trial left no checkpoint: {best.error}")
-    out = Path(out)
     with best.checkpoint.as_directory() as d:
-        if out.exists():
-            shutil.rmtree(out)
-        shutil.copytree(d, out)
+        copy_checkpoint(d, out)
     trials.sort(key=lambda t: -(t["best_valid_NDCG@10"] or -1))
     return {"best": {"config": best_config, "best_valid_NDCG@10": best.metrics[METRIC]},
             "defaults": next((t for t in trials if t["defaults"]), None), "trials": trials,
