@@ -2,15 +2,16 @@
 training with sampled learning rates, dropout, widths, depths, history windows and feature
 families, and ASHA stops the trials that trail at each rung of epochs.
 
-- The data are read and prepared once on the driver (Ray Data's `read_parquet` with `--ray`
-  paths, as `attnrec train --ray` does) and shared with every trial through the object store.
-- The first trial is always the defaults, so the search never ends worse than `attnrec train`
-  on the validation split.
+- The data are read once on the driver with Ray Data's `read_parquet` (a local path or any
+  pyarrow filesystem URI), as `attnrec train --ray` reads them, prepared there, and shared
+  with every trial through the object store.
+- The first trial is always the defaults (with every feature family), so the search never
+  ends below them on the validation split.
 - Each trial reports after every epoch: its validation NDCG@10 and the best so far (ASHA
   compares trials on the best so far); at every new best it hands Tune the checkpoint, so the
   winner's weights survive the trial being stopped.
 - The search ends at `--time-budget`; the best trial's checkpoint is copied to --out with
-  `tune.json` (every trial: its configuration, epochs, best validation NDCG@10, how it ended).
+  `tune.json` (every trial that finished an epoch: its point, epochs, best validation NDCG@10).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ METRIC = "best_valid_NDCG@10"
 
 class SearchFailed(RuntimeError):
     """The search ended without a checkpoint to keep."""
+
 
 FAMILIES = {c.name: c for c in (BOTH, ITEMS, USERS, IDS)}
 
@@ -73,7 +75,7 @@ def search_space(has_items: bool, has_users: bool) -> dict:
 
 
 def defaults_point(model_config: ModelConfig, config: TrainConfig, has_items: bool, has_users: bool) -> dict:
-    """The configuration `attnrec train` would use, as a point of the search space."""
+    """The defaults of `attnrec train` (with every feature family) as a point of the search space."""
     point = {"lr": config.lr, "dropout": model_config.dropout, "d_model": model_config.d_model,
              "n_layers": model_config.n_layers, "max_len": model_config.max_len}
     families = candidates(has_items, has_users)
