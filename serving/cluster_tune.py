@@ -5,8 +5,8 @@ families, and ASHA stops the trials that trail at each rung of epochs.
 - The data are read once on the driver with Ray Data's `read_parquet` (a local path or any
   pyarrow filesystem URI), as `attnrec train --ray` reads them, prepared there, and shared
   with every trial through the object store.
-- The first trial is always the defaults (with every feature family), so the search never
-  ends below them on the validation split.
+- The first trial is always the defaults (with every feature family), so they are always
+  among the trials compared (ASHA may stop them early like any other trial).
 - Each trial reports after every epoch: its validation NDCG@10 and the best so far (ASHA
   compares trials on the best so far); at every new best it hands Tune the checkpoint, so the
   winner's weights survive the trial being stopped.
