@@ -150,6 +150,12 @@ def training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=TrainConfig.epochs,
                          help="at most this many; early stopping usually ends sooner")
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="history windows per step")
+    p.add_argument("--lr", type=float, default=TrainConfig.lr, help="AdamW learning rate")
+    p.add_argument("--patience", type=int, default=TrainConfig.patience,
+                   help="stop after this many epochs without a gain in validation NDCG@10")
+    p.add_argument("--min-improvement", type=float, default=TrainConfig.min_improvement,
+                   help="the relative gain that counts for --patience (0.005 = 0.5%%; the best epoch is kept "
+                        "whatever its gain)")
     p.add_argument("--max-minutes", type=float, default=0.0,
                          help="stop after this long, keeping the best epoch (0: no limit)")
     p.add_argument("--item-features", help="comma-separated item columns (default: every usable column)")
@@ -222,11 +228,13 @@ def configs(args: argparse.Namespace, prepared) -> tuple[ModelConfig, TrainConfi
     given, from the data. Says what the data are and the window chosen."""
     from attnrec.model.selection import history_window
 
+    check_training_options(args)
     window, quantile_length = history_window(prepared.split)
     model_config = ModelConfig(n_items=len(prepared.items), max_len=args.max_len or window, d_model=args.d_model,
                                n_layers=args.layers, n_heads=args.heads, dropout=args.dropout,
                                n_negatives=args.negatives)
     config = TrainConfig(epochs=args.epochs, seed=getattr(args, "seed", TrainConfig.seed), batch_size=args.batch_size,
+                         lr=args.lr, patience=args.patience, min_improvement=args.min_improvement,
                          device=args.device, max_minutes=args.max_minutes)
     print(f"data: {len(prepared.split.full.items):,} interactions, {len(prepared.users):,} users, "
           f"{len(prepared.items):,} items; item features {[e.name for e in prepared.item_encoders]}, "
@@ -234,6 +242,25 @@ def configs(args: argparse.Namespace, prepared) -> tuple[ModelConfig, TrainConfi
     if not args.max_len:
         print(f"history window {window} (90% of the training histories are at most {quantile_length:,} long)")
     return model_config, config
+
+
+def check_training_options(args: argparse.Namespace) -> None:
+    """A flag out of range is one line naming it, before any training starts."""
+    at_least_one = ("epochs", "batch_size", "patience", "d_model", "layers", "heads")
+    for name in at_least_one:
+        if getattr(args, name) < 1:
+            raise DataError(f"--{name.replace('_', '-')}: must be at least 1, got {getattr(args, name)}")
+    if args.d_model % args.heads:
+        raise DataError(f"--d-model {args.d_model} must be a multiple of --heads {args.heads}")
+    if not args.lr > 0:
+        raise DataError(f"--lr: must be above 0, got {args.lr}")
+    for name in ("min_improvement", "max_minutes", "negatives"):
+        if getattr(args, name) < 0:
+            raise DataError(f"--{name.replace('_', '-')}: must be 0 or more, got {getattr(args, name)}")
+    if not 0 <= args.dropout < 1:
+        raise DataError(f"--dropout: must be in [0, 1), got {args.dropout}")
+    if args.max_len is not None and args.max_len < 1:
+        raise DataError(f"--max-len: must be at least 1, got {args.max_len}")
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:

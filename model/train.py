@@ -134,6 +134,10 @@ class Progress:
     epoch: int = 0
     best: float = -1.0  # validation NDCG@10 of the best epoch
     best_epoch: int = 0
+    # Early stopping's reference: the last epoch whose validation NDCG@10 beat the reference
+    # before it by more than TrainConfig.min_improvement; patience counts from its epoch.
+    mark: float = -1.0
+    mark_epoch: int = 0
     history: list[dict] = field(default_factory=list)
     resumed_after: list[int] = field(default_factory=list)  # epochs a restarted run went on from
 
@@ -218,8 +222,8 @@ def train(
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     n_batches = -(-len(windows) // config.batch_size)
     # The bar's length is the epoch where early stopping would end the run as things stand
-    # (the best epoch so far + patience), so its ETA never assumes every allowed epoch.
-    bar = tqdm(total=planned_epochs(config, state.epoch, state.best_epoch), initial=state.epoch, desc="train",
+    # (the last real gain + patience), so its ETA never assumes every allowed epoch.
+    bar = tqdm(total=planned_epochs(config, state.epoch, state.mark_epoch), initial=state.epoch, desc="train",
                unit="epoch", disable=not progress)
     stopped = "max_epochs"
     for epoch in range(state.epoch + 1, config.epochs + 1):
@@ -264,18 +268,21 @@ def train(
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 if out is not None and world.rank == 0:
                     ckpt.save(out)
+            if gained(record["valid_NDCG@10"], state.mark, config.min_improvement):
+                state.mark, state.mark_epoch = record["valid_NDCG@10"], epoch
         state.history.append(record)
         state.epoch = epoch
         world.on_epoch(state, model, optimizer)
-        bar.total = planned_epochs(config, epoch, state.best_epoch)
+        bar.total = planned_epochs(config, epoch, state.mark_epoch)
         bar.update()
         previous = state.history[-2]["seconds"] if len(state.history) > 1 else 0
         bar.set_postfix(epoch_s=f"{record['seconds'] - previous:.0f}", loss=f"{record['loss']:.3f}",
                         ndcg=f"{record.get('valid_NDCG@10', float('nan')):.4f}",
                         best=f"{state.best:.4f}@{state.best_epoch}")
-        if epoch - state.best_epoch >= config.patience:
+        if epoch - state.mark_epoch >= config.patience:
             stopped = "early_stopping"
-            log.info("early stop at epoch %d: no better validation NDCG@10 since epoch %d", epoch, state.best_epoch)
+            log.info("early stop at epoch %d: validation NDCG@10 has not gained more than %g%% since epoch %d "
+                     "(best epoch %d)", epoch, 100 * config.min_improvement, state.mark_epoch, state.best_epoch)
             break
         if config.max_minutes and time.monotonic() - started > 60 * config.max_minutes:
             stopped = "max_minutes"
@@ -294,10 +301,18 @@ def train(
     return ckpt
 
 
-def planned_epochs(config: TrainConfig, epoch: int, best_epoch: int) -> int:
+def gained(ndcg: float, mark: float, min_improvement: float) -> bool:
+    """Whether a validation NDCG@10 is progress for early stopping: better than the reference
+    by more than `min_improvement` of it. Smaller gains still give a better checkpoint, kept
+    as always, but do not keep training going: on a million interactions they came every few
+    epochs for another 30 or more, each within the validation split's noise."""
+    return ndcg > mark + min_improvement * max(mark, 0.0)
+
+
+def planned_epochs(config: TrainConfig, epoch: int, mark_epoch: int) -> int:
     """The epoch where training ends as things stand: early stopping `patience` epochs after
-    the best so far, or the last allowed epoch."""
-    return min(config.epochs, max(best_epoch + config.patience, epoch))
+    the last real gain (Progress.mark_epoch), or the last allowed epoch."""
+    return min(config.epochs, max(mark_epoch + config.patience, epoch))
 
 
 def _metadata(config: TrainConfig, prepared: Prepared, epoch: int, ndcg: float, history: list, fp: str) -> dict:

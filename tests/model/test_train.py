@@ -10,7 +10,7 @@ from attnrec.model.config import ModelConfig, TrainConfig
 from attnrec.model.data import load_tables
 from attnrec.model.evaluate import evaluate_checkpoint
 from attnrec.model.sequences import Sequences, leave_one_out, left_pad
-from attnrec.model.train import planned_epochs, prepare, train, training_windows
+from attnrec.model.train import gained, planned_epochs, prepare, train, training_windows
 from attnrec.serving.cli import main
 
 TINY = ModelConfig(n_items=1, max_len=16, d_model=16, n_layers=1, n_heads=2, dropout=0.1)
@@ -77,6 +77,30 @@ def test_cli_reports_bad_data_without_a_traceback(tmp_path, capsys):
     missing = tmp_path / "none.parquet"
     assert main(["train", "--interactions", str(missing), "--out", str(tmp_path / "x")]) == 2
     assert f"error: {missing}: interactions file does not exist" in capsys.readouterr().err
+
+
+def test_only_gains_above_the_threshold_keep_training_going():
+    mark, mark_epoch, history = -1.0, 0, [0.30, 0.40, 0.401, 0.4019, 0.4015, 0.399, 0.41]
+    marks = []
+    for epoch, ndcg in enumerate(history, start=1):
+        if gained(ndcg, mark, 0.005):
+            mark, mark_epoch = ndcg, epoch
+        marks.append(mark_epoch)
+    # 0.401..0.4019 are within 0.5% of 0.40: better checkpoints, but no reason to go on
+    assert marks == [1, 2, 2, 2, 2, 2, 7]
+    assert gained(0.4001, 0.40, 0.0) and not gained(0.40, 0.40, 0.0)  # 0: any gain counts, as before
+    assert gained(0.0, -1.0, 0.005)  # the first validation always counts
+
+
+def test_out_of_range_training_flags_are_one_line_naming_the_flag(shop, tmp_path, capsys):
+    base = ["train", "--interactions", str(shop["interactions"]), "--out", str(tmp_path / "x")]
+    for flags, says in ((["--min-improvement", "-0.1"], "--min-improvement: must be 0 or more"),
+                        (["--patience", "0"], "--patience: must be at least 1"),
+                        (["--lr", "0"], "--lr: must be above 0"),
+                        (["--d-model", "30", "--heads", "4"], "--d-model 30 must be a multiple of --heads 4")):
+        assert main(base + flags) == 2, flags
+        assert says in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def test_the_planned_length_follows_early_stopping():
