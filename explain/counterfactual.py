@@ -21,10 +21,12 @@ recommended. Finding a smallest set is NP-hard in general; this is a bounded bea
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 
+from attnrec.model.retrieval import Retriever, scored_candidates
 from attnrec.model.sasrec import PAD, SASRec
 from attnrec.model.sequences import left_pad
 
@@ -57,8 +59,11 @@ class Standing:
 
 @torch.no_grad()
 def score_removals(model: SASRec, seen: np.ndarray, user: list[torch.Tensor] | None, target: int,
-                sets: list[tuple[int, ...]], k: int, batch: int) -> Standing:
-    """The target's standing after removing each set of positions from `seen`."""
+                   sets: list[tuple[int, ...]], k: int, batch: int, retriever: Retriever | None = None,
+                   candidates: int = 0) -> Standing:
+    """The target's standing after removing each set of positions from `seen`: among the
+    whole catalogue, or with `retriever` among the `candidates` items its index proposes for
+    each set, as two-stage Recommend ranks (the target counts whether proposed or not)."""
     device = model.item_emb.weight.device
     margins, ranks, tops = [], [], []
     for s in range(0, len(sets), batch):
@@ -67,36 +72,50 @@ def score_removals(model: SASRec, seen: np.ndarray, user: list[torch.Tensor] | N
         seq = torch.as_tensor(left_pad([h[-model.config.max_len :] for h in kept], model.config.max_len),
                               device=device)  # (S, T)
         u = None if user is None else [c.expand(len(chunk), *c.shape[1:]) for c in user]
-        scores = model.score_all(seq, u)  # (S, N+1)
-        rows = torch.as_tensor(np.repeat(np.arange(len(chunk)), [len(h) for h in kept]), device=device)
-        cols = torch.as_tensor(np.concatenate(kept) if kept else np.zeros(0, np.int64), device=device)
-        scores[rows, cols] = float("-inf")  # what is still in the history is never recommended
-        scores[:, PAD] = float("-inf")
-        t = scores[:, target].clone()  # (S,)
+        state = model.encode(seq, u)  # (S, D)
+        if retriever is None:
+            columns, scores = None, state @ model.all_item_vectors().T  # (S, N+1), column = item
+            rows = torch.as_tensor(np.repeat(np.arange(len(chunk)), [len(h) for h in kept]), device=device)
+            cols = torch.as_tensor(np.concatenate(kept) if kept else np.zeros(0, np.int64), device=device)
+            scores[rows, cols] = float("-inf")  # what is still in the history is never recommended
+            scores[:, PAD] = float("-inf")
+            t = scores[:, target].clone()  # (S,)
+            scores[:, target] = float("-inf")
+        else:
+            proposed = retriever.search(state, candidates + max(len(h) for h in kept))
+            for r, h in enumerate(kept):  # still in the history, or the target (scored apart): not proposed
+                proposed[r, np.isin(proposed[r], h) | (proposed[r] == target)] = 0
+            columns, scores = scored_candidates(model, state, proposed)  # (S, C), -inf at 0
+            t = scored_candidates(model, state, np.full((len(chunk), 1), target))[1][:, 0]
+            still_seen = torch.as_tensor([bool((h == target).any()) for h in kept], device=device)
+            t = t.masked_fill(still_seen, float("-inf"))  # never recommended while in the history
         ranks.append(((scores > t[:, None]).sum(1) + 1).cpu().numpy())
-        tops.append(scores.argmax(1).cpu().numpy())
-        scores[:, target] = float("-inf")
+        best_score, best = scores.max(1)
+        best = best if columns is None else columns.gather(1, best[:, None])[:, 0]
+        tops.append(torch.where(t >= best_score, target, best).cpu().numpy())
         kth = scores.topk(min(k, scores.shape[1] - 1), dim=1).values[:, -1]  # (S,) the k-th best other item
         margins.append((t - kth).cpu().numpy())
     return Standing(np.concatenate(margins), np.concatenate(ranks), np.concatenate(tops))
 
 
 def counterfactual(model: SASRec, seen: np.ndarray, user: list[np.ndarray] | None, target: int,
-                   config: CounterfactualConfig = CounterfactualConfig()) -> Counterfactual:
+                   config: CounterfactualConfig = CounterfactualConfig(), retriever: Retriever | None = None,
+                   candidates: int = 0) -> Counterfactual:
     """The smallest set of positions of `seen` (item indices, oldest first) whose removal takes
-    `target` out of the top `config.k`, within the search's bounds."""
+    `target` out of the top `config.k`, within the search's bounds; ranked as `score_removals`."""
+    score = partial(score_removals, retriever=retriever, candidates=candidates)
     device = model.item_emb.weight.device
     user_t = None if user is None else [torch.as_tensor(np.asarray(c), device=device)[None] for c in user]
     seen = np.asarray(seen, dtype=np.int64)
     n = len(seen)
-    now = score_removals(model, seen, user_t, target, [()], config.k, config.batch)
+    now = score(model, seen, user_t, target, [()], config.k, config.batch)
     if now.margin[0] < 0 or n == 0:  # not in the top k to begin with: nothing to take it out of
         return Counterfactual((), False, int(now.rank[0]), int(now.top[0]), 1)
     window = range(max(0, n - model.config.max_len), n)  # only what the model sees can matter at first
     singles = [(p,) for p in window][: max(0, config.budget - 1)] if n > 1 else []
     if not singles:
         return Counterfactual((), False, int(now.rank[0]), int(now.top[0]), 1)
-    scored = score_removals(model, seen, user_t, target, singles, config.k, config.batch)
+    scored = score(model, seen, user_t, target, singles, config.k, config.batch)
     used = 1 + len(singles)
     by_effect = [singles[i][0] for i in np.argsort(scored.margin, kind="stable")]
     newest = list(window)[::-1][:3]
@@ -112,12 +131,12 @@ def counterfactual(model: SASRec, seen: np.ndarray, user: list[np.ndarray] | Non
             level = list(dict.fromkeys(children))[: max(0, config.budget - used)]
             if not level:
                 break
-            result = score_removals(model, seen, user_t, target, level, config.k, config.batch)
+            result = score(model, seen, user_t, target, level, config.k, config.batch)
             used += len(level)
         for i in np.argsort(result.margin, kind="stable"):
             if result.margin[i] >= 0:
                 break
-            check = score_removals(model, seen, user_t, target, [level[i]], config.k, 1)  # alone, as a caller would
+            check = score(model, seen, user_t, target, [level[i]], config.k, 1)  # alone, as a caller would
             if check.margin[0] < 0:
                 return Counterfactual(level[i], True, int(check.rank[0]), int(check.top[0]), used)
         if used >= config.budget:

@@ -52,6 +52,18 @@ def scores_without(
     return target_scores.cpu().numpy()[1:], ranks.cpu().numpy()[1:], float(target_scores[0]), int(ranks[0])
 
 
+@torch.inference_mode()
+def logits_without(model: SASRec, history: np.ndarray, user: list[np.ndarray] | None, target: int,
+                   removals: Sequence[np.ndarray]) -> np.ndarray:
+    """The target's logit with nothing removed, then after each removal of history positions:
+    the same numbers as `scores_without` for a fraction of the work (no catalogue scored)."""
+    variants = [np.delete(history, np.asarray(r, dtype=np.int64)) for r in [np.zeros(0, np.int64), *removals]]
+    device = model.item_emb.weight.device
+    seq = torch.as_tensor(left_pad(variants, model.config.max_len), device=device)
+    u = stack_users([user] * len(variants), model.config.user_features, device)
+    return model.score(seq, torch.full((len(variants), 1), target, device=device), u)[:, 0].double().cpu().numpy()
+
+
 def comprehensiveness(model: SASRec, history: np.ndarray, user: list[np.ndarray] | None, e: Explanation,
                       k: int = COMPREHENSIVENESS_K, seed: int = 0) -> Comprehensiveness:
     """Logit drop when the top-k positions by combined score, the k most recent, or k random are removed."""
@@ -60,7 +72,7 @@ def comprehensiveness(model: SASRec, history: np.ndarray, user: list[np.ndarray]
     rng = np.random.default_rng(seed)
     removals = [top_k(e.combined[e.item_slice], k), np.arange(T - k, T)]
     removals += [rng.choice(T, size=k, replace=False) for _ in range(RANDOM_DRAWS)]
-    logits, _, full, _ = scores_without(model, history, user, e.target, removals)
-    drops = full - logits
+    logits = logits_without(model, history, user, e.target, removals)
+    drops = logits[0] - logits[1:]
     return Comprehensiveness(k=k, combined_drop=float(drops[0]), recent_drop=float(drops[1]),
                              random_drop=float(drops[2:].mean()))

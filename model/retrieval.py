@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from attnrec.model.sasrec import PAD
+
 log = logging.getLogger(__name__)
 
 INDEX_FILE, INDEX_META = "ann.faiss", "ann.json"
@@ -114,6 +116,28 @@ def scored_candidates(model, states: torch.Tensor, proposed: np.ndarray) -> tupl
     columns = torch.as_tensor(proposed, device=vectors.device)
     scores = torch.einsum("bd,bcd->bc", states, vectors[columns]).masked_fill_(columns == 0, float("-inf"))
     return columns, scores
+
+
+@torch.inference_mode()
+def target_ranks(model, states: torch.Tensor, target: int, seen: np.ndarray, retriever: Retriever | None = None,
+                 candidates: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(1-based rank, logit) of item `target` for each user state (S, D), padding and the `seen`
+    items ranked out, whether or not `target` is among them. Without `retriever`, among the
+    whole catalogue; with it, among the `candidates` items the index proposes for each state,
+    as two-stage Recommend ranks them (the target counts whether proposed or not): a few
+    hundred exact scores per state instead of the catalogue's."""
+    if retriever is None:
+        scores = states @ model.all_item_vectors().T  # (S, N+1)
+        target_scores = scores[:, target].clone()  # from the same product: the target never outranks itself
+        scores[:, PAD] = float("-inf")
+        scores[:, torch.as_tensor(seen, device=states.device)] = float("-inf")
+    else:
+        proposed = retriever.search(states, candidates + len(seen))  # room for the seen ones, as Recommend has
+        proposed[np.isin(proposed, seen) | (proposed == target)] = 0  # ranked out; the target is scored apart
+        _, scores = scored_candidates(model, states, proposed)  # (S, C), -inf at 0
+        target_scores = scored_candidates(model, states, np.full((len(states), 1), target))[1][:, 0]
+    ranks = (scores > target_scores[:, None]).sum(1) + 1
+    return ranks.cpu().numpy(), target_scores.double().cpu().numpy()
 
 
 def write_index(directory: str | Path, model, model_version: str, item_counts: np.ndarray | None,

@@ -13,7 +13,7 @@ import numpy as np
 
 from attnrec.explain.config import ExplainConfig
 from attnrec.explain.counterfactual import Counterfactual, CounterfactualConfig
-from attnrec.explain.jobs import Explained, ExplainJob, explain_jobs
+from attnrec.explain.jobs import Explained, ExplainJob, Ranking, explain_jobs
 from attnrec.explain.reason import reason
 from attnrec.explain.render import html_page, png
 from attnrec.model.checkpoint import Checkpoint
@@ -211,7 +211,8 @@ def answer_explains(requests: list[pb.ExplainRequest], ckpt: Checkpoint, catalog
             queries[i] = decode_explain(req, ckpt.model, catalog, config, retrieval)
         except Exception as e:  # noqa: BLE001 (InvalidArgument, or a fault of this request only)
             answers[i] = e
-    explained = explain_jobs(ckpt, [q.job for q in queries.values()], explain_config)
+    ranking = Ranking() if retrieval is None else Ranking(retrieval.retriever, retrieval.candidates)
+    explained = explain_jobs(ckpt, [q.job for q in queries.values()], explain_config, ranking)
     for (i, q), result in zip(queries.items(), explained):
         if isinstance(result, Exception):
             answers[i] = result

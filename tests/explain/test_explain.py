@@ -7,7 +7,7 @@ from attnrec.explain.attention import rollout
 from attnrec.explain.attribution import integrated_gradients
 from attnrec.explain.config import ExplainConfig
 from attnrec.explain.explain import ATTENTION_WEIGHT, combine, explain, explain_batch
-from attnrec.explain.faithfulness import scores_without
+from attnrec.explain.faithfulness import logits_without, scores_without
 from attnrec.explain.features import feature_attributions
 from attnrec.model.config import FeatureSpec, ModelConfig
 from attnrec.model.features import FeatureEncoder
@@ -88,6 +88,8 @@ def test_deletion_attribution_is_the_brute_force_drop():
     got = deletion_attribution(m, history, [np.array(2)], target=11)
     logits, _, full, _ = scores_without(m, history, [np.array(2)], 11, [np.array([i]) for i in range(4)])
     np.testing.assert_allclose(got, full - logits, rtol=1e-5, atol=1e-6)
+    cheap = logits_without(m, history, [np.array(2)], 11, [np.array([i]) for i in range(4)])
+    np.testing.assert_allclose(cheap, [full, *logits], rtol=1e-5, atol=1e-6)  # no catalogue, the same logits
 
 
 def test_rollout_of_identity_attention_stays_on_the_last_position():

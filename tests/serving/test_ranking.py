@@ -8,6 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
+from attnrec.explain.counterfactual import CounterfactualConfig, counterfactual, score_removals
+from attnrec.explain.feature_reasons import neutralised, values_of
 from attnrec.model.checkpoint import load_checkpoint
 from attnrec.model.retrieval import (
     INDEX_META,
@@ -149,3 +151,36 @@ def test_a_rollout_keeps_an_indexed_service_indexed(indexed, checkpoint):
         check_rollout(str(indexed), str(checkpoint))
     check_rollout(str(checkpoint), str(indexed))  # gaining an index is fine
     check_rollout(str(indexed), str(indexed))
+
+
+def test_feature_reasons_rank_among_the_candidates_as_two_stage_recommend_does(indexed):
+    ckpt = load_checkpoint(indexed)
+    model, history = ckpt.model, np.array([3, 8, 13, 21, 34])
+    user = [c[5] for c in ckpt.user_codes]
+    variants = [[], *[[v] for v in values_of(model, history, user)]]
+    every_list = load_retriever(indexed, ckpt.model_version, len(ckpt.items))  # proposes the exact top items
+    for target in (1, 50, 120):
+        exact, exact_logits = neutralised(model, history, user, target, variants)
+        whole, whole_logits = neutralised(model, history, user, target, variants, every_list, len(ckpt.items))
+        assert whole.tolist() == exact.tolist()  # every item a candidate: the whole catalogue's ranks
+        np.testing.assert_allclose(whole_logits, exact_logits, rtol=1e-5)
+        few, _ = neutralised(model, history, user, target, variants, every_list, 10)
+        top = exact <= 10  # within the candidates' reach, ranked as exactly; beyond it, below every candidate
+        assert few[top].tolist() == exact[top].tolist() and (few[~top] > 10).all() and (few <= 16).all()
+
+
+def test_counterfactual_sets_are_searched_among_the_candidates_as_two_stage_recommend_ranks(indexed):
+    ckpt = load_checkpoint(indexed)
+    model, seen = ckpt.model, np.array([3, 8, 13, 21, 34, 55, 89, 144])
+    every_list = load_retriever(indexed, ckpt.model_version, len(ckpt.items))
+    ranked = rank(model, [decode_recommend(pb.RecommendRequest(history=[f"i{i}" for i in seen], k=3),
+                                           Catalog(ckpt), CONFIG)])[0].items
+    for target in ranked:
+        exact = counterfactual(model, seen, None, int(target), CounterfactualConfig(k=3))
+        whole = counterfactual(model, seen, None, int(target), CounterfactualConfig(k=3), every_list, len(ckpt.items))
+        assert whole == exact  # every item a candidate: the same search, set and ranks
+        few = counterfactual(model, seen, None, int(target), CounterfactualConfig(k=3), every_list, 20)
+        if few.found:  # checked as a caller of two-stage Recommend would see it
+            left = np.delete(seen, list(few.positions))
+            again = score_removals(model, left, None, int(target), [()], 3, 1, every_list, 20)
+            assert again.rank[0] > 3 and again.rank[0] == few.new_rank and again.top[0] == few.new_top
