@@ -110,7 +110,10 @@ def _curves(args: argparse.Namespace, ckpt, histories: list, user_inputs: list, 
             pos = result["pos_at_10"].get(name)
             print(f"{'':<8}{name:<14}{row['aopc_comprehensiveness']:>12.3f}{row['normalised_comprehensiveness']:>12.3f}"
                   f"{row['aopc_sufficiency']:>12.3f}{'' if pos is None else f'{pos:.2f}':>9}")
-    print(f"\nPOS@10: share of users whose item stays in their top 10 once the method's top items are deleted "
+    cost = result["ms_per_explanation"]
+    print(f"\ncost of one explanation, mean: integrated gradients ({result['n_steps']} steps) {cost['ig']:.1f} ms, "
+          f"AttnLRP (one forward and backward pass) {cost['attnlrp']:.1f} ms")
+    print(f"POS@10: share of users whose item stays in their top 10 once the method's top items are deleted "
           f"(mean over the fractions; lower is more faithful). Written to {args.out}/curves_eval.json")
     return 0
 

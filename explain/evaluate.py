@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from attnrec.explain.attribution import integrated_gradients
 from attnrec.explain.config import ExplainConfig
 from attnrec.explain.counterfactual import CounterfactualConfig, counterfactual, score_removals
 from attnrec.explain.curves import sizes, still_in_top, summarise, user_curves
@@ -29,6 +31,7 @@ from attnrec.explain.feature_reasons import (
     value_attributions,
     values_of,
 )
+from attnrec.explain.lrp import attn_lrp
 from attnrec.model.sasrec import SASRec
 
 METHODS = ("combined", "ig", "deletion", "attention", "rollout", "recent", "random")
@@ -186,18 +189,33 @@ def curves_eval(model: SASRec, histories: list[np.ndarray], users: list[list[np.
     """Comprehensiveness and sufficiency curves of every method (and recency, random, and the
     search bounds) in both removal modes, with normalised AOPC and POS@10 (explain/curves.py)."""
     rng = np.random.default_rng(seed)
-    per_user, pos = [], {}
+    per_user, pos, cost = [], {}, {"ig": [], "attnlrp": []}
     for history, user in tqdm(list(zip(histories, users)), desc="curves", unit="user", disable=not progress):
         target = top_1(model, history, user)
-        orders = {name: top_k(scores, len(history)) for name, scores in method_scores(
-            explain(model, history, user, target, config)).items()}
+        scores = method_scores(explain(model, history, user, target, config))
+        seq = torch.as_tensor(history[None, :], device=model.item_emb.weight.device)
+        u = None if user is None else [torch.as_tensor(np.asarray(c)[None]) for c in user]
+        started = time.perf_counter()
+        integrated_gradients(model, seq, u, target, config)
+        cost["ig"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        relevance = attn_lrp(model, seq, u, torch.as_tensor([target]))[0]
+        cost["attnlrp"].append(time.perf_counter() - started)
+        scores["attnlrp"] = per_position(relevance.parts, len(model.config.item_features))
+        orders = {name: top_k(v, len(history)) for name, v in scores.items()}
         orders["random"] = rng.permutation(len(history))
         per_user.append(user_curves(model, history, user, target, orders))
         ks = sizes(len(history))
         for name, order in orders.items():
             kept = still_in_top(model, history, user, target, [order[:k] for k in ks])
             pos.setdefault(name, []).append(float(kept.mean()))
-    return {"users": len(per_user), **summarise(per_user, pos), "n_steps": config.n_steps}
+    return {"users": len(per_user), **summarise(per_user, pos), "n_steps": config.n_steps,
+            "ms_per_explanation": {k: round(1000 * float(np.mean(v)), 2) for k, v in cost.items()}}
+
+
+def per_position(parts: Sequence[torch.Tensor], n_item_features: int) -> np.ndarray:
+    """(T,) an attribution's item parts (id and item features, per value summed) per history position."""
+    return sum(p.double().cpu().numpy().reshape(len(p), -1).sum(-1) for p in parts[: 1 + n_item_features])
 
 
 def feature_reasons_eval(model: SASRec, histories: list[np.ndarray], users: list[list[np.ndarray] | None],
