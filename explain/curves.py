@@ -21,12 +21,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
-from attnrec.explain.faithfulness import scores_without
-from attnrec.model.inputs import stack_users
+from attnrec.explain.faithfulness import logits, scores_without
 from attnrec.model.sasrec import PAD, SASRec
-from attnrec.model.sequences import left_pad
 
 FRACTIONS = (0.01, 0.05, 0.10, 0.20, 0.50)
 MODES = ("delete", "mask")
@@ -44,15 +41,6 @@ def perturbed(history: np.ndarray, removed: np.ndarray, mode: str) -> np.ndarray
     out = history.copy()
     out[removed] = PAD
     return out
-
-
-@torch.inference_mode()
-def logits(model: SASRec, rows: Sequence[np.ndarray], user: list[np.ndarray] | None, target: int) -> np.ndarray:
-    """The target's logit for each history variant, one padded pass."""
-    device = model.item_emb.weight.device
-    seq = torch.as_tensor(left_pad(list(rows), model.config.max_len), device=device)  # (V, T)
-    u = stack_users([user] * len(rows), model.config.user_features, device)
-    return model.score(seq, torch.full((len(rows), 1), target, device=device), u)[:, 0].double().cpu().numpy()
 
 
 def greedy_order(model: SASRec, history: np.ndarray, user: list[np.ndarray] | None, target: int, mode: str,

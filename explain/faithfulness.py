@@ -53,15 +53,20 @@ def scores_without(
 
 
 @torch.inference_mode()
+def logits(model: SASRec, rows: Sequence[np.ndarray], user: list[np.ndarray] | None, target: int) -> np.ndarray:
+    """The target's logit for each history variant, one padded pass (no catalogue scored)."""
+    device = model.item_emb.weight.device
+    seq = torch.as_tensor(left_pad(list(rows), model.config.max_len), device=device)  # (V, T)
+    u = stack_users([user] * len(rows), model.config.user_features, device)
+    return model.score(seq, torch.full((len(rows), 1), target, device=device), u)[:, 0].double().cpu().numpy()
+
+
 def logits_without(model: SASRec, history: np.ndarray, user: list[np.ndarray] | None, target: int,
                    removals: Sequence[np.ndarray]) -> np.ndarray:
     """The target's logit with nothing removed, then after each removal of history positions:
-    the same numbers as `scores_without` for a fraction of the work (no catalogue scored)."""
+    the same numbers as `scores_without` for a fraction of the work."""
     variants = [np.delete(history, np.asarray(r, dtype=np.int64)) for r in [np.zeros(0, np.int64), *removals]]
-    device = model.item_emb.weight.device
-    seq = torch.as_tensor(left_pad(variants, model.config.max_len), device=device)
-    u = stack_users([user] * len(variants), model.config.user_features, device)
-    return model.score(seq, torch.full((len(variants), 1), target, device=device), u)[:, 0].double().cpu().numpy()
+    return logits(model, variants, user, target)
 
 
 def comprehensiveness(model: SASRec, history: np.ndarray, user: list[np.ndarray] | None, e: Explanation,
