@@ -32,6 +32,7 @@ import torch
 from attnrec.model.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint
 from attnrec.model.retrieval import (
     IndexConfig,
+    Retrieval,
     faiss_module,
     load_retriever,
     recall_at,
@@ -41,7 +42,7 @@ from attnrec.model.sasrec import SASRec
 from attnrec.model.sequences import Vocab
 from attnrec.serving.codec import Catalog, decode_recommend
 from attnrec.serving.config import ServingConfig
-from attnrec.serving.ranking import Retrieval, rank
+from attnrec.serving.ranking import rank
 from attnrec.v1 import recommender_pb2 as pb
 
 SIZES = (10_000, 100_000, 1_000_000)

@@ -26,8 +26,8 @@ from functools import partial
 import numpy as np
 import torch
 
-from attnrec.model.retrieval import Retriever, scored_candidates
-from attnrec.model.sasrec import PAD, SASRec
+from attnrec.model.retrieval import Retrieval, beside_target
+from attnrec.model.sasrec import SASRec
 from attnrec.model.sequences import left_pad
 
 
@@ -59,11 +59,10 @@ class Standing:
 
 @torch.no_grad()
 def score_removals(model: SASRec, seen: np.ndarray, user: list[torch.Tensor] | None, target: int,
-                   sets: list[tuple[int, ...]], k: int, batch: int, retriever: Retriever | None = None,
-                   candidates: int = 0) -> Standing:
+                   sets: list[tuple[int, ...]], k: int, batch: int, retrieval: Retrieval | None = None) -> Standing:
     """The target's standing after removing each set of positions from `seen`: among the
-    whole catalogue, or with `retriever` among the `candidates` items its index proposes for
-    each set, as two-stage Recommend ranks (the target counts whether proposed or not)."""
+    whole catalogue, or with `retrieval` among the candidates its index proposes for each
+    set, as two-stage Recommend ranks (model/retrieval.py, `beside_target`)."""
     device = model.item_emb.weight.device
     margins, ranks, tops = [], [], []
     for s in range(0, len(sets), batch):
@@ -72,23 +71,9 @@ def score_removals(model: SASRec, seen: np.ndarray, user: list[torch.Tensor] | N
         seq = torch.as_tensor(left_pad([h[-model.config.max_len :] for h in kept], model.config.max_len),
                               device=device)  # (S, T)
         u = None if user is None else [c.expand(len(chunk), *c.shape[1:]) for c in user]
-        state = model.encode(seq, u)  # (S, D)
-        if retriever is None:
-            columns, scores = None, state @ model.all_item_vectors().T  # (S, N+1), column = item
-            rows = torch.as_tensor(np.repeat(np.arange(len(chunk)), [len(h) for h in kept]), device=device)
-            cols = torch.as_tensor(np.concatenate(kept) if kept else np.zeros(0, np.int64), device=device)
-            scores[rows, cols] = float("-inf")  # what is still in the history is never recommended
-            scores[:, PAD] = float("-inf")
-            t = scores[:, target].clone()  # (S,)
-            scores[:, target] = float("-inf")
-        else:
-            proposed = retriever.search(state, candidates + max(len(h) for h in kept))
-            for r, h in enumerate(kept):  # still in the history, or the target (scored apart): not proposed
-                proposed[r, np.isin(proposed[r], h) | (proposed[r] == target)] = 0
-            columns, scores = scored_candidates(model, state, proposed)  # (S, C), -inf at 0
-            t = scored_candidates(model, state, np.full((len(chunk), 1), target))[1][:, 0]
-            still_seen = torch.as_tensor([bool((h == target).any()) for h in kept], device=device)
-            t = t.masked_fill(still_seen, float("-inf"))  # never recommended while in the history
+        columns, scores, t = beside_target(model, model.encode(seq, u), kept, target, retrieval)
+        still_seen = torch.as_tensor([bool((h == target).any()) for h in kept], device=device)
+        t = t.masked_fill(still_seen, float("-inf"))  # never recommended while in the history
         ranks.append(((scores > t[:, None]).sum(1) + 1).cpu().numpy())
         best_score, best = scores.max(1)
         best = best if columns is None else columns.gather(1, best[:, None])[:, 0]
@@ -99,11 +84,11 @@ def score_removals(model: SASRec, seen: np.ndarray, user: list[torch.Tensor] | N
 
 
 def counterfactual(model: SASRec, seen: np.ndarray, user: list[np.ndarray] | None, target: int,
-                   config: CounterfactualConfig = CounterfactualConfig(), retriever: Retriever | None = None,
-                   candidates: int = 0) -> Counterfactual:
+                   config: CounterfactualConfig = CounterfactualConfig(),
+                   retrieval: Retrieval | None = None) -> Counterfactual:
     """The smallest set of positions of `seen` (item indices, oldest first) whose removal takes
     `target` out of the top `config.k`, within the search's bounds; ranked as `score_removals`."""
-    score = partial(score_removals, retriever=retriever, candidates=candidates)
+    score = partial(score_removals, retrieval=retrieval)
     device = model.item_emb.weight.device
     user_t = None if user is None else [torch.as_tensor(np.asarray(c), device=device)[None] for c in user]
     seen = np.asarray(seen, dtype=np.int64)

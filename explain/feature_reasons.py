@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from attnrec.model.retrieval import Retriever, target_ranks
+from attnrec.model.retrieval import Retrieval, target_ranks
 from attnrec.model.sasrec import SASRec
 
 Value = tuple[str, int, int]  # ("item" or "user", feature index, code)
@@ -61,11 +61,11 @@ def value_attributions(part_attribution: Sequence[np.ndarray], model: SASRec, hi
 
 @torch.inference_mode()
 def neutralised(model: SASRec, history: np.ndarray, user: list[np.ndarray] | None, target: int,
-                variants: Sequence[Iterable[Value]], retriever: Retriever | None = None,
-                candidates: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                variants: Sequence[Iterable[Value]],
+                retrieval: Retrieval | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(1-based rank, logit) of `target` (history items masked) with each variant's values
-    neutralised; ranks among the whole catalogue, or with `retriever` among its `candidates`
-    per variant, as two-stage Recommend ranks (model/retrieval.py, `target_ranks`)."""
+    neutralised; ranks among the whole catalogue, or with `retrieval` among the index's
+    candidates per variant, as two-stage Recommend ranks (model/retrieval.py, `target_ranks`)."""
     device = model.item_emb.weight.device
     seq = torch.as_tensor(np.tile(history, (len(variants), 1)), device=device)  # (V, T)
     item_codes = [c.clone() for c in model.item_codes(seq)]  # per feature (V, T) or (V, T, L)
@@ -76,7 +76,7 @@ def neutralised(model: SASRec, history: np.ndarray, user: list[np.ndarray] | Non
             codes = item_codes if side == "item" else user_codes
             codes[f][row][codes[f][row] == code] = 0  # the feature's unknown value
     states = model.encode_codes(seq, item_codes, user_codes)  # (V, D)
-    return target_ranks(model, states, target, np.asarray(history), retriever, candidates)
+    return target_ranks(model, states, target, np.asarray(history), retrieval)
 
 
 def necessity_sufficiency(model: SASRec, history: np.ndarray, user: list[np.ndarray] | None, target: int,
@@ -103,7 +103,7 @@ class Reason:
 def feature_reasons(model: SASRec, history: np.ndarray, user: list[np.ndarray] | None, target: int,
                     item_encoders: Sequence, user_encoders: Sequence, item_labels: Sequence[str],
                     attributions: dict[Value, float] | None = None, top: int = 5,
-                    retriever: Retriever | None = None, candidates: int = 0) -> list[Reason]:
+                    retrieval: Retrieval | None = None) -> list[Reason]:
     """The `top` side-feature values whose neutralising alone lowers the item's logit most (one
     batched pass over every value present). The logit, not the rank: once several values each
     push the item far down, ranks no longer tell them apart (on a shop with a planted brand
@@ -111,8 +111,7 @@ def feature_reasons(model: SASRec, history: np.ndarray, user: list[np.ndarray] |
     present = values_of(model, history, user)
     if not present:
         return []
-    ranks, logits = neutralised(model, history, user, target, [[], *[[v] for v in present]], retriever,
-                                candidates)
+    ranks, logits = neutralised(model, history, user, target, [[], *[[v] for v in present]], retrieval)
     drops = logits[0] - logits[1:]
     credit = attributions or {}
     order = np.argsort(-drops, kind="stable")[:top]

@@ -21,7 +21,7 @@ from attnrec.explain.faithfulness import Comprehensiveness, comprehensiveness
 from attnrec.explain.feature_reasons import Reason, feature_reasons, history_codes, value_attributions
 from attnrec.explain.features import feature_attributions
 from attnrec.model.checkpoint import Checkpoint
-from attnrec.model.retrieval import Retriever
+from attnrec.model.retrieval import Retrieval
 
 log = logging.getLogger(__name__)
 
@@ -57,31 +57,24 @@ class Explained:
     reasons: list[Reason] = field(default_factory=list)  # side-feature values, most necessary first
 
 
-@dataclass(frozen=True)
-class Ranking:
-    """How the service ranks whole catalogues, which feature reasons' ranks follow: exactly
-    (no retriever), or among `candidates` items proposed by the checkpoint's index."""
-
-    retriever: Retriever | None = None
-    candidates: int = 0
-
-
 def explain_jobs(ckpt: Checkpoint, jobs: Sequence[ExplainJob], config: ExplainConfig = ExplainConfig(),
-                 ranking: Ranking = Ranking()) -> list[list[Explained] | Exception]:
-    """Per job: one Explained per target, or the exception that job alone raised."""
+                 retrieval: Retrieval | None = None) -> list[list[Explained] | Exception]:
+    """Per job: one Explained per target, or the exception that job alone raised. `retrieval`:
+    how the service ranks whole catalogues (None = exactly), which counterfactual sets and
+    feature reasons' ranks follow."""
     groups: dict[tuple[int, bool, bool], list[int]] = {}
     for j, job in enumerate(jobs):
         groups.setdefault(job.group, []).append(j)
     answers: list[list[Explained] | Exception | None] = [None] * len(jobs)
     for members in groups.values():
         try:
-            results = _explain_together(ckpt, [jobs[j] for j in members], config, ranking)
+            results = _explain_together(ckpt, [jobs[j] for j in members], config, retrieval)
         except Exception:  # noqa: BLE001 (one bad request must not fail its neighbours: retry alone)
             log.warning("a batch of %d explanations failed; explaining them one by one", len(members), exc_info=True)
             results = []
             for j in members:
                 try:
-                    results.append(_explain_together(ckpt, [jobs[j]], config, ranking)[0])
+                    results.append(_explain_together(ckpt, [jobs[j]], config, retrieval)[0])
                 except Exception as e:  # noqa: BLE001 (reported to this request's caller)
                     results.append(e)
         for j, result in zip(members, results):
@@ -90,7 +83,7 @@ def explain_jobs(ckpt: Checkpoint, jobs: Sequence[ExplainJob], config: ExplainCo
 
 
 def _explain_together(ckpt: Checkpoint, jobs: Sequence[ExplainJob], config: ExplainConfig,
-                      ranking: Ranking) -> list[list[Explained]]:
+                      retrieval: Retrieval | None) -> list[list[Explained]]:
     pairs = [(job, target) for job in jobs for target in job.targets]
     n_steps, integrated, deletion = jobs[0].group
     explanations = explain_batch(ckpt.model, [job.history for job, _ in pairs], [job.user for job, _ in pairs],
@@ -104,10 +97,9 @@ def _explain_together(ckpt: Checkpoint, jobs: Sequence[ExplainJob], config: Expl
         found = None
         if job.counterfactual is not None:
             found = counterfactual(ckpt.model, job.seen if job.seen is not None else job.history, job.user,
-                                   e.target, job.counterfactual, ranking.retriever, ranking.candidates)
+                                   e.target, job.counterfactual, retrieval)
         credit = value_attributions(e.part_attribution, ckpt.model, job.history, job.user) if job.integrated else None
         reasons = feature_reasons(ckpt.model, job.history, job.user, e.target, ckpt.item_encoders,
-                                  ckpt.user_encoders, labels, credit, retriever=ranking.retriever,
-                                  candidates=ranking.candidates)
+                                  ckpt.user_encoders, labels, credit, retrieval=retrieval)
         out[id(job)].append(Explained(e, features, faithful, found, reasons))
     return [out[id(job)] for job in jobs]

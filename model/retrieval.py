@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -118,24 +119,45 @@ def scored_candidates(model, states: torch.Tensor, proposed: np.ndarray) -> tupl
     return columns, scores
 
 
+@dataclass(frozen=True)
+class Retrieval:
+    """Two-stage retrieval for whole-catalogue queries: the index proposes `candidates` items
+    per query (plus room for the ones a query has seen), which are then scored exactly."""
+
+    retriever: Retriever
+    candidates: int = 300
+
+
 @torch.inference_mode()
-def target_ranks(model, states: torch.Tensor, target: int, seen: np.ndarray, retriever: Retriever | None = None,
-                 candidates: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(1-based rank, logit) of item `target` for each user state (S, D), padding and the `seen`
-    items ranked out, whether or not `target` is among them. Without `retriever`, among the
-    whole catalogue; with it, among the `candidates` items the index proposes for each state,
-    as two-stage Recommend ranks them (the target counts whether proposed or not): a few
-    hundred exact scores per state instead of the catalogue's."""
-    if retriever is None:
-        scores = states @ model.all_item_vectors().T  # (S, N+1)
+def beside_target(model, states: torch.Tensor, seen: Sequence[np.ndarray], target: int,
+                  retrieval: Retrieval | None = None) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """What item `target` competes with for each user state (S, D), whose seen items are
+    `seen[s]`: (columns, scores, target logit (S,)). Without `retrieval` the scores cover the
+    whole catalogue, (S, N+1) by item index, and columns is None; with it, the candidates the
+    index proposes for each state (as two-stage Recommend ranks them), (S, C) with their item
+    indices in columns. Padding, seen items and the target itself score -inf; the target is
+    scored apart, so its logit counts whether the index proposed it or not."""
+    if retrieval is None:
+        columns, scores = None, states @ model.all_item_vectors().T  # (S, N+1)
         target_scores = scores[:, target].clone()  # from the same product: the target never outranks itself
-        scores[:, PAD] = float("-inf")
-        scores[:, torch.as_tensor(seen, device=states.device)] = float("-inf")
+        rows = np.repeat(np.arange(len(seen)), [len(h) for h in seen])
+        cols = np.concatenate([np.asarray(h, dtype=np.int64) for h in seen])
+        scores[torch.as_tensor(rows, device=states.device), torch.as_tensor(cols, device=states.device)] = float("-inf")
+        scores[:, [PAD, target]] = float("-inf")
     else:
-        proposed = retriever.search(states, candidates + len(seen))  # room for the seen ones, as Recommend has
-        proposed[np.isin(proposed, seen) | (proposed == target)] = 0  # ranked out; the target is scored apart
-        _, scores = scored_candidates(model, states, proposed)  # (S, C), -inf at 0
+        proposed = retrieval.retriever.search(states, retrieval.candidates + max(len(h) for h in seen))
+        for r, h in enumerate(seen):  # room for the seen ones, as Recommend has; then ranked out
+            proposed[r, np.isin(proposed[r], h) | (proposed[r] == target)] = 0
+        columns, scores = scored_candidates(model, states, proposed)  # (S, C), -inf at 0
         target_scores = scored_candidates(model, states, np.full((len(states), 1), target))[1][:, 0]
+    return columns, scores, target_scores
+
+
+def target_ranks(model, states: torch.Tensor, target: int, seen: np.ndarray,
+                 retrieval: Retrieval | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(1-based rank, logit) of item `target` for each user state (S, D), padding and the `seen`
+    items ranked out, whether or not `target` is among them; ranked as `beside_target` says."""
+    _, scores, target_scores = beside_target(model, states, [seen] * len(states), target, retrieval)
     ranks = (scores > target_scores[:, None]).sum(1) + 1
     return ranks.cpu().numpy(), target_scores.double().cpu().numpy()
 

@@ -26,6 +26,7 @@ from starlette.responses import Response
 
 from attnrec.model.checkpoint import resolve_checkpoint
 from attnrec.model.feedback_log import FeedbackWriter
+from attnrec.model.retrieval import Retrieval
 from attnrec.model.sasrec import SASRec
 from attnrec.serving.batching import BatchStats, BatchWait
 from attnrec.serving.codec import (
@@ -42,7 +43,7 @@ from attnrec.serving.feedback import RecentIds, decode_feedback, impressions_tab
 from attnrec.serving.loaded import Loaded, load
 from attnrec.serving.metrics import ExplainMetrics, FeedbackMetrics, RecommendMetrics
 from attnrec.serving.page import Service, Shelf, respond
-from attnrec.serving.ranking import Retrieval, answer_in_chunks, rank_each
+from attnrec.serving.ranking import answer_in_chunks, rank_each
 from attnrec.serving.variants import Split
 from attnrec.serving.wire import Malformed
 from attnrec.v1 import recommender_pb2 as pb

@@ -13,13 +13,14 @@ import numpy as np
 
 from attnrec.explain.config import ExplainConfig
 from attnrec.explain.counterfactual import Counterfactual, CounterfactualConfig
-from attnrec.explain.jobs import Explained, ExplainJob, Ranking, explain_jobs
+from attnrec.explain.jobs import Explained, ExplainJob, explain_jobs
 from attnrec.explain.reason import reason
 from attnrec.explain.render import html_page, png
 from attnrec.model.checkpoint import Checkpoint
+from attnrec.model.retrieval import Retrieval
 from attnrec.serving.codec import Catalog, InvalidArgument, decode_recommend, shorten
 from attnrec.serving.config import ServingConfig
-from attnrec.serving.ranking import Retrieval, rank
+from attnrec.serving.ranking import rank
 from attnrec.v1 import recommender_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -211,8 +212,7 @@ def answer_explains(requests: list[pb.ExplainRequest], ckpt: Checkpoint, catalog
             queries[i] = decode_explain(req, ckpt.model, catalog, config, retrieval)
         except Exception as e:  # noqa: BLE001 (InvalidArgument, or a fault of this request only)
             answers[i] = e
-    ranking = Ranking() if retrieval is None else Ranking(retrieval.retriever, retrieval.candidates)
-    explained = explain_jobs(ckpt, [q.job for q in queries.values()], explain_config, ranking)
+    explained = explain_jobs(ckpt, [q.job for q in queries.values()], explain_config, retrieval)
     for (i, q), result in zip(queries.items(), explained):
         if isinstance(result, Exception):
             answers[i] = result

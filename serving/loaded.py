@@ -11,11 +11,10 @@ import numpy as np
 import torch
 
 from attnrec.model.checkpoint import Checkpoint, CheckpointError, load_checkpoint, resolve_checkpoint
-from attnrec.model.retrieval import has_index, load_retriever
+from attnrec.model.retrieval import Retrieval, has_index, load_retriever
 from attnrec.model.train import resolve_device
 from attnrec.serving.codec import Catalog
 from attnrec.serving.config import ServingConfig
-from attnrec.serving.ranking import Retrieval
 
 log = logging.getLogger("ray.serve")
 

@@ -8,14 +8,13 @@ no Python loop runs over catalogue items.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from attnrec.model.inputs import stack_users
 from attnrec.model.rerank import CANDIDATES, calibrated
-from attnrec.model.retrieval import Retriever, scored_candidates
+from attnrec.model.retrieval import Retrieval, scored_candidates
 from attnrec.model.sasrec import PAD, SASRec
 from attnrec.model.sequences import left_pad
 from attnrec.serving.codec import (
@@ -44,15 +43,6 @@ def _mask_seen(scores: torch.Tensor, queries: Sequence[Query]) -> None:
     masked = [q.seen if not q.include_history else np.zeros(0, np.int64) for q in queries]
     scores.scatter_(1, torch.as_tensor(_pad(masked), device=scores.device), float("-inf"))
     scores[:, PAD] = float("-inf")
-
-
-@dataclass(frozen=True)
-class Retrieval:
-    """Two-stage retrieval for whole-catalogue queries: the index proposes `candidates` items
-    per query (plus room for the ones a query has seen), which are then scored exactly."""
-
-    retriever: Retriever
-    candidates: int = 300
 
 
 @torch.inference_mode()

@@ -14,6 +14,7 @@ from attnrec.model.checkpoint import load_checkpoint
 from attnrec.model.retrieval import (
     INDEX_META,
     IndexConfig,
+    Retrieval,
     load_retriever,
     measured_recall,
     sampled_states,
@@ -23,7 +24,7 @@ from attnrec.serving.cli import main
 from attnrec.serving.codec import Catalog, decode_recommend
 from attnrec.serving.config import ServingConfig
 from attnrec.serving.loaded import load
-from attnrec.serving.ranking import Retrieval, rank
+from attnrec.serving.ranking import rank
 from attnrec.v1 import recommender_pb2 as pb
 
 CONFIG = ServingConfig(checkpoint="unused", max_k=100)
@@ -159,12 +160,13 @@ def test_feature_reasons_rank_among_the_candidates_as_two_stage_recommend_does(i
     user = [c[5] for c in ckpt.user_codes]
     variants = [[], *[[v] for v in values_of(model, history, user)]]
     every_list = load_retriever(indexed, ckpt.model_version, len(ckpt.items))  # proposes the exact top items
+    whole_catalogue = Retrieval(every_list, len(ckpt.items))  # every item a candidate
     for target in (1, 50, 120):
         exact, exact_logits = neutralised(model, history, user, target, variants)
-        whole, whole_logits = neutralised(model, history, user, target, variants, every_list, len(ckpt.items))
+        whole, whole_logits = neutralised(model, history, user, target, variants, whole_catalogue)
         assert whole.tolist() == exact.tolist()  # every item a candidate: the whole catalogue's ranks
         np.testing.assert_allclose(whole_logits, exact_logits, rtol=1e-5)
-        few, _ = neutralised(model, history, user, target, variants, every_list, 10)
+        few, _ = neutralised(model, history, user, target, variants, Retrieval(every_list, 10))
         top = exact <= 10  # within the candidates' reach, ranked as exactly; beyond it, below every candidate
         assert few[top].tolist() == exact[top].tolist() and (few[~top] > 10).all() and (few <= 16).all()
 
@@ -173,14 +175,15 @@ def test_counterfactual_sets_are_searched_among_the_candidates_as_two_stage_reco
     ckpt = load_checkpoint(indexed)
     model, seen = ckpt.model, np.array([3, 8, 13, 21, 34, 55, 89, 144])
     every_list = load_retriever(indexed, ckpt.model_version, len(ckpt.items))
+    whole_catalogue = Retrieval(every_list, len(ckpt.items))
     ranked = rank(model, [decode_recommend(pb.RecommendRequest(history=[f"i{i}" for i in seen], k=3),
                                            Catalog(ckpt), CONFIG)])[0].items
     for target in ranked:
         exact = counterfactual(model, seen, None, int(target), CounterfactualConfig(k=3))
-        whole = counterfactual(model, seen, None, int(target), CounterfactualConfig(k=3), every_list, len(ckpt.items))
+        whole = counterfactual(model, seen, None, int(target), CounterfactualConfig(k=3), whole_catalogue)
         assert whole == exact  # every item a candidate: the same search, set and ranks
-        few = counterfactual(model, seen, None, int(target), CounterfactualConfig(k=3), every_list, 20)
+        few = counterfactual(model, seen, None, int(target), CounterfactualConfig(k=3), Retrieval(every_list, 20))
         if few.found:  # checked as a caller of two-stage Recommend would see it
             left = np.delete(seen, list(few.positions))
-            again = score_removals(model, left, None, int(target), [()], 3, 1, every_list, 20)
+            again = score_removals(model, left, None, int(target), [()], 3, 1, Retrieval(every_list, 20))
             assert again.rank[0] > 3 and again.rank[0] == few.new_rank and again.top[0] == few.new_top
