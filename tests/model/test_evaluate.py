@@ -33,7 +33,8 @@ def test_two_stage_evaluation_matches_exact_when_the_index_scans_everything(shop
     with pytest.raises(DataError, match="no item index"):
         evaluate_checkpoint(directory, load_tables(**shop), device="cpu", retrieval_candidates=50)
     ckpt = load_checkpoint(directory)
-    write_index(directory, ckpt.model, ckpt.model_version, ckpt.item_counts, IndexConfig(n_lists=4, n_probe=4))
+    write_index(directory, ckpt.model, ckpt.model_version, ckpt.item_counts,
+                IndexConfig(n_lists=4, n_probe=4, codec="flat"))
     exact = evaluate_checkpoint(directory, load_tables(**shop), device="cpu")
     two_stage = evaluate_checkpoint(directory, load_tables(**shop), device="cpu", retrieval_candidates=50)
     assert two_stage["retrieval_candidates"] == 50 and exact["retrieval_candidates"] == 0

@@ -33,11 +33,12 @@ HISTORIES = [["i1", "i2", "i3"], ["i7"], [f"i{j}" for j in range(40, 60)], ["i5"
 
 @pytest.fixture(scope="module")
 def indexed(checkpoint, tmp_path_factory):
-    """A copy of the tiny checkpoint with an item index of 16 lists."""
+    """A copy of the tiny checkpoint with an item index of 16 lists over exact vectors."""
     directory = tmp_path_factory.mktemp("indexed") / "ckpt"
     shutil.copytree(checkpoint, directory)
     ckpt = load_checkpoint(directory)
-    write_index(directory, ckpt.model, ckpt.model_version, ckpt.item_counts, IndexConfig(n_lists=16, n_probe=16))
+    exact_vectors = IndexConfig(n_lists=16, n_probe=16, codec="flat")  # proposals as exact scoring ranks them
+    write_index(directory, ckpt.model, ckpt.model_version, ckpt.item_counts, exact_vectors)
     return directory
 
 
@@ -99,10 +100,12 @@ def test_the_index_command_writes_the_index_and_reports_its_recall(checkpoint, t
     assert main(["index", "--checkpoint", str(directory), "--lists", "8", "--probe", "8",
                  "--check-queries", "100"]) == 0
     out = capsys.readouterr().out
-    assert "8 lists" in out and "recall@10 against exact scoring by lists probed" in out and "8: 1.0000" in out
-    assert main(["index", "--checkpoint", str(directory), "--lists", "16", "--recall", "1.0"]) == 0
+    assert "(faiss IVF-SQ8): 8 lists" in out and "recall@10 against exact scoring by lists probed" in out
+    every_list = json.loads((directory / INDEX_META).read_text())
+    assert every_list["kind"] == "faiss IVF-SQ8" and every_list["recall_at_10"] >= 0.99  # 8-bit codes choose well
+    assert main(["index", "--checkpoint", str(directory), "--lists", "16", "--recall", "1.0", "--codec", "flat"]) == 0
     tuned = json.loads((directory / INDEX_META).read_text())
-    assert [p for p, _ in tuned["probes_tried"]] == [8, 16][: len(tuned["probes_tried"])]  # doubling from 8
+    assert [p for p, _ in tuned["probes_tried"]] == [8, 12, 16][: len(tuned["probes_tried"])]  # steps of ~sqrt(2)
     assert tuned["recall_at_10"] == 1.0 and tuned["n_probe"] == tuned["probes_tried"][-1][0]
     assert (directory / "ann.faiss").read_bytes()[:1] != b"\x80"  # faiss's own format, not a pickle
     assert json.loads((directory / INDEX_META).read_text())["model_version"] == load_checkpoint(directory).model_version
