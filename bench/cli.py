@@ -38,6 +38,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scale", action="store_true",
                    help="cost against catalogue size (10^4..10^6 items), exact scoring and two-stage retrieval, "
                         "the model alone on one thread and through Ray Serve; writes OUT/scale.json and scale.png")
+    p.add_argument("--engines", action="store_true",
+                   help="the Recommender's forward pass on eager torch, torch.compile and ONNX Runtime side by "
+                        "side, one thread, batches of 1 to 64 (--quick: 1 and 8, 3 rounds); writes OUT/engines.json")
     p.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"), help="compare two result files")
     p.set_defaults(run=cmd_bench)
 
@@ -72,6 +75,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         out = args.out if args.out != Path("runs/bench") else Path("runs/scale")
         return scale(["--checkpoint", args.checkpoint, "--out", str(out)]
                      + (["--sizes", "10000", "--timed", "0.5"] if args.quick else ["--serve"]))
+    if args.engines:
+        from attnrec.bench.engines import main as engines
+
+        out = args.out if args.out != Path("runs/bench") else Path("runs/engines")
+        return engines(["--checkpoint", args.checkpoint, "--out", str(out)]
+                       + (["--batch-sizes", "1,8", "--rounds", "3"] if args.quick else []))
     if args.feedback_loop:
         from attnrec.bench.feedback_loop import main as feedback_loop
 
