@@ -1,13 +1,13 @@
 """`attnrec bench --engines`: the Recommender's forward pass on three engines, side by side:
-eager torch (what replicas run), `torch.compile` (inductor) and ONNX Runtime.
+eager torch, `torch.compile` (inductor) and ONNX Runtime (what CPU replicas run by default).
 
-Each engine computes what a Recommend batch costs the model: the user states of a batch of
-histories (`SASRec.encode`) and every item's score against the cached item table (B, N+1).
-Masking and top-k then run in torch for all three alike, so the figures compare the engines
-and nothing else. One thread each (what a `num_cpus: 1` replica gets), the same batches,
-engines taken in turn within every round so that the machine's drift falls on all of them;
-the median over rounds is kept. Before timing, each engine's scores are checked against
-eager torch's on the same batch.
+Each engine computes the user states of a batch of histories (`SASRec.encode`); ONNX
+Runtime's is the replicas' own (model/onnx_encoder.py). Every item's score against the cached
+item table (B, N+1), masking and top-k then run in torch for all three alike, as on a
+replica, so the figures are what a Recommend batch costs the model and differ by the engine
+alone. One thread each (what a `num_cpus: 1` replica gets), the same batches, engines taken
+in turn within every round so that the machine's drift falls on all of them; the median over
+rounds is kept. Each engine's scores are checked against eager torch's on the same batch.
 
     attnrec bench --engines --out runs/engines     # writes OUT/engines.json
 """
@@ -17,24 +17,22 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from attnrec.bench.config import git_commit
 from attnrec.bench.inprocess import queries
 from attnrec.model.checkpoint import load_checkpoint, resolve_checkpoint
 from attnrec.model.inputs import stack_users
+from attnrec.model.onnx_encoder import Encode, export_encoder
 from attnrec.model.sasrec import SASRec
 from attnrec.model.sequences import left_pad
 
 ENGINES = ("eager", "compile", "onnxruntime")
-Scores = Callable[[torch.Tensor, list[torch.Tensor] | None], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -48,57 +46,20 @@ class EnginesConfig:
     threads: int = 1
 
 
-class Scorer(nn.Module):
-    """The Recommender's forward pass as one module: histories (B, T) and user codes ->
-    every item's score (B, N+1). The item table is the model's cached inference table."""
-
-    def __init__(self, model: SASRec):
-        super().__init__()
-        self.model = model
-        with torch.inference_mode():
-            self.register_buffer("table", model.all_item_vectors().clone())
-
-    def forward(self, seq: torch.Tensor, *user: torch.Tensor) -> torch.Tensor:
-        return self.model.encode(seq, list(user) or None) @ self.table.T
-
-
-def eager(scorer: Scorer) -> Scores:
+def eager(model: SASRec) -> Encode:
     def run(seq, user):
         with torch.inference_mode():
-            return scorer(seq, *(user or []))
+            return model.encode(seq, user)
 
     return run
 
 
-def compiled(scorer: Scorer) -> Scores:
-    fn = torch.compile(scorer)
+def compiled(model: SASRec) -> Encode:
+    fn = torch.compile(model.encode)
 
     def run(seq, user):
         with torch.no_grad():
-            return fn(seq, *(user or []))
-
-    return run
-
-
-def onnx_runtime(scorer: Scorer, example: tuple[torch.Tensor, list[torch.Tensor] | None], directory: Path,
-                 threads: int) -> Scores:
-    import onnxruntime as ort
-
-    seq, user = example
-    names = ["seq"] + [f"user_{i}" for i in range(len(user or []))]
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    path = directory / "scorer.onnx"
-    with torch.no_grad():
-        torch.onnx.export(scorer, (seq, *(user or [])), str(path), input_names=names, output_names=["scores"],
-                          dynamic_shapes=[{0: batch}] + [{0: batch} for _ in user or []], dynamo=True,
-                          verbose=False)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    def run(seq, user):
-        feeds = dict(zip(names, [t.numpy() for t in [seq, *(user or [])]]))
-        return torch.from_numpy(session.run(None, feeds)[0])
+            return fn(seq, user)
 
     return run
 
@@ -108,6 +69,12 @@ def inputs(ckpt, batch_size: int, config: EnginesConfig) -> tuple[torch.Tensor, 
     batch = queries(ckpt, batch_size, history=config.history, k=config.k)
     seq = torch.as_tensor(left_pad([q.history for q in batch], ckpt.model.config.max_len))
     return seq, stack_users([q.user for q in batch], ckpt.model.config.user_features, "cpu")
+
+
+def scores_of(model: SASRec, encode: Encode, seq: torch.Tensor, user: list[torch.Tensor] | None) -> torch.Tensor:
+    """Every item's score (B, N+1) from the engine's user states."""
+    with torch.inference_mode():
+        return encode(seq, user) @ model.all_item_vectors().T
 
 
 def top_k(scores: torch.Tensor, seq: torch.Tensor, k: int) -> torch.Tensor:
@@ -125,52 +92,50 @@ class EngineRow:
     recs_per_s: float
     max_abs_diff: float  # largest score difference from eager torch on the same batch
     same_top_k: bool  # the same top-k items as eager torch, in order
-    setup_s: float  # export or compilation (first calls included for compile)
+    setup_s: float  # export or compilation, and the warm-up calls
 
 
 def run(checkpoint: str, config: EnginesConfig = EnginesConfig(), engines: tuple[str, ...] = ENGINES,
         progress: Callable[[str], None] = print) -> dict:
     torch.set_num_threads(config.threads)
     ckpt = load_checkpoint(resolve_checkpoint(checkpoint), "cpu")
-    ckpt.model.eval()
-    scorer = Scorer(ckpt.model).eval()
+    model = ckpt.model.eval()
     batches = {b: inputs(ckpt, b, config) for b in config.batch_sizes}
-    made: dict[str, Scores] = {}
+    made: dict[str, Encode] = {}
     setup: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in engines:
-            start = time.perf_counter()
-            if name == "eager":
-                made[name] = eager(scorer)
-            elif name == "compile":
-                made[name] = compiled(scorer)
-            elif name == "onnxruntime":
-                made[name] = onnx_runtime(scorer, batches[max(config.batch_sizes)], Path(tmp), config.threads)
-            else:
-                raise ValueError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")
-            for seq, user in batches.values():  # warm-up: compile traces its shapes here
-                for _ in range(config.warmup):
-                    made[name](seq, user)
-            setup[name] = round(time.perf_counter() - start, 2)
-            progress(f"{name}: ready in {setup[name]} s")
-        rows = []
-        for b, (seq, user) in batches.items():
-            reference = eager(scorer)(seq, user)
-            times: dict[str, list[float]] = {name: [] for name in engines}
-            for _ in range(config.rounds):
-                for name in engines:
-                    start = time.perf_counter()
-                    for _ in range(config.calls):
-                        top_k(made[name](seq, user), seq, config.k)
-                    times[name].append((time.perf_counter() - start) / config.calls)
+    for name in engines:
+        start = time.perf_counter()
+        if name == "eager":
+            made[name] = eager(model)
+        elif name == "compile":
+            made[name] = compiled(model)
+        elif name == "onnxruntime":
+            made[name] = export_encoder(model, config.threads)
+        else:
+            raise ValueError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")
+        for seq, user in batches.values():  # warm-up: compile traces its shapes here
+            for _ in range(config.warmup):
+                scores_of(model, made[name], seq, user)
+        setup[name] = round(time.perf_counter() - start, 2)
+        progress(f"{name}: ready in {setup[name]} s")
+    rows = []
+    for b, (seq, user) in batches.items():
+        reference = scores_of(model, eager(model), seq, user)
+        times: dict[str, list[float]] = {name: [] for name in engines}
+        for _ in range(config.rounds):
             for name in engines:
-                scores = made[name](seq, user)
-                ms = 1000 * statistics.median(times[name])
-                rows.append(EngineRow(name, b, round(ms, 3), round(b / ms * 1000, 1),
-                                      float((scores - reference).abs().max()),
-                                      bool(torch.equal(top_k(scores, seq, config.k), top_k(reference, seq, config.k))),
-                                      setup[name]))
-                progress(f"batch {b:>3}  {name:<12} {ms:8.3f} ms  {b / ms * 1000:9.1f} recs/s")
+                start = time.perf_counter()
+                for _ in range(config.calls):
+                    top_k(scores_of(model, made[name], seq, user), seq, config.k)
+                times[name].append((time.perf_counter() - start) / config.calls)
+        for name in engines:
+            scores = scores_of(model, made[name], seq, user)
+            ms = 1000 * statistics.median(times[name])
+            rows.append(EngineRow(name, b, round(ms, 3), round(b / ms * 1000, 1),
+                                  float((scores - reference).abs().max()),
+                                  bool(torch.equal(top_k(scores, seq, config.k), top_k(reference, seq, config.k))),
+                                  setup[name]))
+            progress(f"batch {b:>3}  {name:<12} {ms:8.3f} ms  {b / ms * 1000:9.1f} recs/s")
     return {"config": asdict(config), "checkpoint": checkpoint, "git_commit": git_commit(),
             "torch": torch.__version__, "onnxruntime": _version("onnxruntime"),
             "engines": [asdict(r) for r in rows]}

@@ -1,5 +1,6 @@
 """The comparison a user would pick instead of Ray: one `grpc.aio` process with an asyncio
-micro-batcher, serving the same model through the same codec and ranking code.
+micro-batcher, serving the same model through the same codec, loading and ranking code
+(the Recommender's default engine included).
 
 `python -m attnrec.bench.plain_server --checkpoint DIR [--port P]` (prints "ready PORT" when serving,
 then a JSON line of the batch sizes formed so far on each SIGUSR1).
@@ -16,11 +17,10 @@ import sys
 import grpc
 import torch
 
-from attnrec.model.checkpoint import load_checkpoint
-from attnrec.model.train import resolve_device
 from attnrec.serving.batching import BatchStats, BatchWait
-from attnrec.serving.codec import Catalog, InvalidArgument, Query, Ranked, decode_recommend, encode_recommend
+from attnrec.serving.codec import InvalidArgument, Query, Ranked, decode_recommend, encode_recommend
 from attnrec.serving.config import BatchConfig, ServingConfig
+from attnrec.serving.loaded import Loaded, load
 from attnrec.serving.ranking import answer_batch, rank
 from attnrec.v1 import recommender_pb2_grpc as pb_grpc
 
@@ -29,8 +29,8 @@ class MicroBatcher:
     """Collects queries until the batch is full or its wait (`BatchWait`, as the Ray replica
     uses) is over, then ranks them together."""
 
-    def __init__(self, model, batch: BatchConfig):
-        self.model, self.batch = model, batch
+    def __init__(self, loaded: Loaded, batch: BatchConfig):
+        self.loaded, self.batch = loaded, batch
         self.queue: asyncio.Queue[tuple[Query, asyncio.Future]] = asyncio.Queue()
         self.stats = BatchStats()
         self.wait = BatchWait(batch)
@@ -57,16 +57,23 @@ class MicroBatcher:
                     break
             self.stats.record(len(items))
             self.wait.after(len(items) + self.queue.qsize())
-            for (_, future), ranked in zip(items, rank(self.model, [q for q, _ in items])):
+            loaded = self.loaded
+            try:
+                answers = rank(loaded.ckpt.model, [q for q, _ in items], loaded.retrieval, loaded.encode)
+            except Exception as e:  # noqa: BLE001 (each caller hears of it; the loop serves the next batch)
+                for _, future in items:
+                    future.set_exception(e)
+                continue
+            for (_, future), ranked in zip(items, answers):
                 future.set_result(ranked)
 
 
 class PlainRecommender(pb_grpc.RecommenderServicer):
     def __init__(self, checkpoint: str, batch: BatchConfig, device: str = "cpu"):
-        ckpt = load_checkpoint(checkpoint, resolve_device(device))
-        self.config = ServingConfig(checkpoint=checkpoint)
-        self.model, self.catalog = ckpt.model, Catalog(ckpt)
-        self.batcher = MicroBatcher(self.model, batch)
+        self.config = ServingConfig(checkpoint=checkpoint, device=device)
+        self.loaded = load(checkpoint, device, self.config)
+        self.catalog = self.loaded.catalog
+        self.batcher = MicroBatcher(self.loaded, batch)
 
     async def Recommend(self, request, context):
         try:
@@ -80,7 +87,8 @@ class PlainRecommender(pb_grpc.RecommenderServicer):
         if not 1 <= n <= self.config.max_batch_requests:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"requests: {n} entries, expected 1..{self.config.max_batch_requests}")
-        return answer_batch(request, self.model, self.catalog, self.config, self.batcher.batch.max_batch_size)[0]
+        return answer_batch(request, self.loaded.ckpt.model, self.catalog, self.config,
+                            self.batcher.batch.max_batch_size, self.loaded.retrieval, self.loaded.encode)[0]
 
 
 async def serve(checkpoint: str, port: int, batch: BatchConfig, device: str = "cpu") -> None:

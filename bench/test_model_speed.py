@@ -8,7 +8,8 @@ keeps the JSON beside its own. Alone, on the checkpoint kept in the repo:
 
 Not part of the test suite. `attnrec bench` sets these, all optional:
 ATTNREC_BENCH_CHECKPOINT, ATTNREC_BENCH_DEVICE, ATTNREC_BENCH_THREADS (torch threads),
-ATTNREC_BENCH_BATCH_SIZES ("1,8,32"), ATTNREC_BENCH_HISTORY, ATTNREC_BENCH_K, ATTNREC_BENCH_ROUNDS.
+ATTNREC_BENCH_BATCH_SIZES ("1,8,32"), ATTNREC_BENCH_HISTORY, ATTNREC_BENCH_K, ATTNREC_BENCH_ROUNDS,
+ATTNREC_BENCH_ENGINE (what computes user states, as the replica's ServingConfig.engine; its default).
 """
 
 import os
@@ -17,26 +18,30 @@ import pytest
 import torch
 
 from attnrec.bench.inprocess import queries
-from attnrec.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from attnrec.model.train import resolve_device
+from attnrec.model.checkpoint import DEFAULT_CHECKPOINT
+from attnrec.serving.config import ServingConfig
+from attnrec.serving.loaded import load
 from attnrec.serving.ranking import rank
 
 BATCH_SIZES = [int(b) for b in os.environ.get("ATTNREC_BENCH_BATCH_SIZES", "1,8,32,64,128").split(",")]
 
 
 @pytest.fixture(scope="module")
-def ckpt():
+def loaded():
     if threads := os.environ.get("ATTNREC_BENCH_THREADS"):
         torch.set_num_threads(int(threads))
-    device = resolve_device(os.environ.get("ATTNREC_BENCH_DEVICE", "cpu"))
-    return load_checkpoint(os.environ.get("ATTNREC_BENCH_CHECKPOINT", DEFAULT_CHECKPOINT), device)
+    checkpoint, device = os.environ.get("ATTNREC_BENCH_CHECKPOINT", DEFAULT_CHECKPOINT), \
+        os.environ.get("ATTNREC_BENCH_DEVICE", "cpu")
+    engine = os.environ.get("ATTNREC_BENCH_ENGINE", ServingConfig.engine)
+    return load(checkpoint, device, ServingConfig(checkpoint=checkpoint, device=device, engine=engine))
 
 
 @pytest.mark.parametrize("batch_size", BATCH_SIZES)
-def test_rank_batch(benchmark, ckpt, batch_size):
+def test_rank_batch(benchmark, loaded, batch_size):
     history, k = int(os.environ.get("ATTNREC_BENCH_HISTORY", 50)), int(os.environ.get("ATTNREC_BENCH_K", 10))
-    batch = queries(ckpt, batch_size, history=history, k=k)
+    batch = queries(loaded.ckpt, batch_size, history=history, k=k)
     benchmark.extra_info.update(batch_size=batch_size, threads=torch.get_num_threads())
-    result = benchmark.pedantic(rank, args=(ckpt.model, batch), warmup_rounds=3,
+    benchmark.extra_info.update(engine="torch" if loaded.encode is None else "onnxruntime")
+    result = benchmark.pedantic(rank, args=(loaded.ckpt.model, batch, loaded.retrieval, loaded.encode), warmup_rounds=3,
                                 rounds=int(os.environ.get("ATTNREC_BENCH_ROUNDS", 20)))
     assert len(result) == batch_size

@@ -244,7 +244,8 @@ class SASRec(nn.Module):
 
     def positions(self, T: int, device: torch.device | str = "cpu") -> Tensor:
         """Recency-position embeddings (T, D): the last row is the most recent item."""
-        return self.pos_emb(torch.arange(T - 1, -1, -1, device=device))  # 0 = most recent
+        # = pos_emb(arange(T - 1, -1, -1)); flipped rather than counted down, which the ONNX exporter mistranslates
+        return self.pos_emb(torch.arange(T, device=device)).flip(0)  # 0 = most recent
 
     def assemble(self, parts: list[Tensor], seq: Tensor, user: list[Tensor] | None = None,
                  positions: Tensor | None = None) -> Tensor:
@@ -325,6 +326,11 @@ class SASRec(nn.Module):
         """`encode` with the history's side-feature codes given rather than looked up
         (explanations neutralise feature values this way): (B, T) -> (B, D)."""
         items = self.item_emb(seq) + self.item_features.pool(self.item_features.parts(item_codes), item_codes)
+        return self.encode_vectors(items, seq, user)
+
+    def encode_vectors(self, items: Tensor, seq: Tensor, user: list[Tensor] | None = None) -> Tensor:
+        """`encode` from the history's item vectors (B, T, D), e.g. gathered from the item table:
+        the transformer alone, whatever the catalogue's size (model/onnx_encoder.py exports it)."""
         x = self._input(items, self.user_features.parts(self._user_codes(seq, user)), seq, user)  # (B, T', D)
         h, _ = self.transform(x, self.attention_mask(seq), last_only=True, need_weights=False)
         return h[:, -1]

@@ -44,10 +44,16 @@ class ServingConfig:
     retrieval_min_items: int = 100_000  # below it, exact scoring is as fast or faster (docs/performance.md)
     retrieval_candidates: int = 300  # items the index proposes per query, then scored exactly
     retrieval_probe: int = 0  # index lists a query scans; 0 = the index's own (set by `attnrec index`)
+    # What runs the transformer pass of Recommend (and of Explain's rankings, so that both rank
+    # alike) on a CPU replica: "onnxruntime" (model/onnx_encoder.py: the same scores to float
+    # rounding, in less time: docs/performance.md, "Engines") or "torch". GPU replicas use torch.
+    engine: str = "onnxruntime"
 
     def __post_init__(self) -> None:
         if self.retrieval not in ("auto", "on", "off"):
             raise ValueError(f"retrieval: {self.retrieval!r}, expected auto, on or off")
+        if self.engine not in ("onnxruntime", "torch"):
+            raise ValueError(f"engine: {self.engine!r}, expected onnxruntime or torch")
         if not self.models:
             return
         from attnrec.model.checkpoint import resolve_checkpoint

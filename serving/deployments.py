@@ -26,8 +26,6 @@ from starlette.responses import Response
 
 from attnrec.model.checkpoint import resolve_checkpoint
 from attnrec.model.feedback_log import FeedbackWriter
-from attnrec.model.retrieval import Retrieval
-from attnrec.model.sasrec import SASRec
 from attnrec.serving.batching import BatchStats, BatchWait
 from attnrec.serving.codec import (
     InvalidArgument,
@@ -134,8 +132,10 @@ class Recommender:
         self.in_flight = 0  # Recommend calls between decoding and answer: the batch and its queue
         self.page = Service(self.Recommend, self.Explain, self.Feedback, self._shelf, self._page_info)
         self.shelf: tuple[Loaded, Shelf] | None = None  # the page's view of self.loaded's items, made on first use
-        log.info("Recommender loaded %s (%s, %d items) on %s%s", self.loaded.path, self.loaded.model_version,
-                 len(self.loaded.catalog.item_index), self.loaded.ckpt.model.item_emb.weight.device,
+        log.info("Recommender loaded %s (%s, %d items) on %s, ranking with %s%s", self.loaded.path,
+                 self.loaded.model_version, len(self.loaded.catalog.item_index),
+                 self.loaded.ckpt.model.item_emb.weight.device,
+                 "torch" if self.loaded.encode is None else "ONNX Runtime",
                  f"; models {', '.join(f'{v.name} {v.share:.0%}' for v in config.models)}" if config.models else "")
 
     async def reconfigure(self, user_config: dict) -> None:
@@ -148,7 +148,7 @@ class Recommender:
         self.loaded = await swap(self.loaded, checkpoint, self.config, "Recommender")
 
     @serve.batch(max_batch_size=DEFAULT_BATCH.max_batch_size, batch_wait_timeout_s=DEFAULT_BATCH.batch_wait_timeout_s)
-    async def _rank_batched(self, jobs: list[tuple[SASRec, Query, Retrieval | None]]) -> list[Ranked]:
+    async def _rank_batched(self, jobs: list[tuple[Loaded, Query]]) -> list[Ranked]:
         self.stats.record(len(jobs))
         self.metrics.batch(len(jobs))
         self._rank_batched.set_batch_wait_timeout_s(self.batch_wait.after(self.in_flight))  # for the next batch
@@ -172,7 +172,7 @@ class Recommender:
         query = decode_recommend(request, loaded.catalog, self.config)
         self.in_flight += 1
         try:
-            ranked = await self._rank_batched((loaded.ckpt.model, query, loaded.retrieval))
+            ranked = await self._rank_batched((loaded, query))
         finally:
             self.in_flight -= 1
         return encode_recommend(query, ranked, loaded.catalog)
@@ -254,7 +254,7 @@ class Recommender:
                           at: list[int] | None = None) -> None:
         loaded = self.loaded
         chunks = answer_in_chunks(request, loaded.ckpt.model, loaded.catalog, self.config,
-                                  self.batch_config.max_batch_size, response, at, loaded.retrieval)
+                                  self.batch_config.max_batch_size, response, at, loaded.retrieval, loaded.encode)
         # Off the event loop: a heavy batch (1,024 users x 1,000 ids) takes about a second of
         # Python and torch, and single Recommends on this replica need the loop several times
         # each. Chunk by chunk in a worker thread, they go on being answered beside it.
@@ -378,7 +378,8 @@ class Explainer:
         self.stats.record(len(payloads))
         loaded = self.loaded
         requests = [pb.ExplainRequest.FromString(p) for p in payloads]
-        answers = answer_explains(requests, loaded.ckpt, loaded.catalog, self.config, retrieval=loaded.retrieval)
+        answers = answer_explains(requests, loaded.ckpt, loaded.catalog, self.config, retrieval=loaded.retrieval,
+                                  encode=loaded.encode)
         self.metrics.explained(answers)
         return [_wire(a, "Explain") for a in answers]
 

@@ -17,6 +17,7 @@ from attnrec.explain.jobs import Explained, ExplainJob, explain_jobs
 from attnrec.explain.reason import reason
 from attnrec.explain.render import html_page, png
 from attnrec.model.checkpoint import Checkpoint
+from attnrec.model.onnx_encoder import Encode
 from attnrec.model.retrieval import Retrieval
 from attnrec.serving.codec import Catalog, InvalidArgument, decode_recommend, shorten
 from attnrec.serving.config import ServingConfig
@@ -43,8 +44,9 @@ class ExplainQuery:
 
 
 def decode_explain(req: pb.ExplainRequest, model, catalog: Catalog, config: ServingConfig,
-                   retrieval: Retrieval | None = None) -> ExplainQuery:
-    """retrieval: how the Recommend replicas rank (two-stage or None = exact), which the user's
+                   retrieval: Retrieval | None = None, encode: Encode | None = None) -> ExplainQuery:
+    """retrieval, encode: how the Recommend replicas rank (two-stage or None = exact; the
+    engine of their user states, model/onnx_encoder.py), which the user's
     top items and a counterfactual's check follow."""
     n_steps = req.n_steps or config.default_n_steps
     if not 4 <= n_steps <= config.max_n_steps:
@@ -74,7 +76,7 @@ def decode_explain(req: pb.ExplainRequest, model, catalog: Catalog, config: Serv
     if req.item_id:
         targets = (catalog.item_index[req.item_id],)
     else:  # the user's top_k recommendations, best first
-        targets = tuple(int(i) for i in rank(model, [query], retrieval)[0].items)
+        targets = tuple(int(i) for i in rank(model, [query], retrieval, encode)[0].items)
     integrated = "ig" in methods
     job = ExplainJob(query.history, query.user, targets, n_steps, integrated,
                      deletion=bool(methods & {"deletion", "combined"}) or req.include_faithfulness,
@@ -85,7 +87,8 @@ def decode_explain(req: pb.ExplainRequest, model, catalog: Catalog, config: Serv
 
 
 def checked_counterfactual(q: ExplainQuery, found: Counterfactual, target: int, model, catalog: Catalog,
-                           config: ServingConfig, retrieval: Retrieval | None = None) -> pb.Counterfactual:
+                           config: ServingConfig, retrieval: Retrieval | None = None,
+                           encode: Encode | None = None) -> pb.Counterfactual:
     """The search's answer in the request's terms, after the check a caller would make: Recommend
     with those history entries left out and k = the rank must not return the item. A set that
     fails it (possible only when the server re-ranks by default) is not returned."""
@@ -101,7 +104,7 @@ def checked_counterfactual(q: ExplainQuery, found: Counterfactual, target: int, 
                                   history=[h for i, h in enumerate(q.request.history) if i not in drop],
                                   k=q.job.counterfactual.k)
     try:
-        still = target in rank(model, [decode_recommend(without, catalog, config)], retrieval)[0].items
+        still = target in rank(model, [decode_recommend(without, catalog, config)], retrieval, encode)[0].items
     except InvalidArgument:  # a request Recommend would refuse: nothing to check the set against
         still = True
     if still:
@@ -202,14 +205,15 @@ def encode_explain(q: ExplainQuery, x: Explained, catalog: Catalog,
 
 def answer_explains(requests: list[pb.ExplainRequest], ckpt: Checkpoint, catalog: Catalog, config: ServingConfig,
                     explain_config: ExplainConfig = ExplainConfig(),
-                    retrieval: Retrieval | None = None) -> list[pb.ExplainResponse | Exception]:
+                    retrieval: Retrieval | None = None,
+                    encode: Encode | None = None) -> list[pb.ExplainResponse | Exception]:
     """Several Explain RPCs below the Ray layer: each answer, or the exception it alone earned
     (InvalidArgument for bad input). The top-k of one request are explained in the same batch."""
     answers: list[pb.ExplainResponse | Exception | None] = [None] * len(requests)
     queries: dict[int, ExplainQuery] = {}
     for i, req in enumerate(requests):
         try:
-            queries[i] = decode_explain(req, ckpt.model, catalog, config, retrieval)
+            queries[i] = decode_explain(req, ckpt.model, catalog, config, retrieval, encode)
         except Exception as e:  # noqa: BLE001 (InvalidArgument, or a fault of this request only)
             answers[i] = e
     explained = explain_jobs(ckpt, [q.job for q in queries.values()], explain_config, retrieval)
@@ -218,8 +222,10 @@ def answer_explains(requests: list[pb.ExplainRequest], ckpt: Checkpoint, catalog
             answers[i] = result
             continue
         try:
-            first, *more = (encode_explain(q, x, catalog, None if x.counterfactual is None else checked_counterfactual(
-                q, x.counterfactual, x.explanation.target, ckpt.model, catalog, config, retrieval)) for x in result)
+            checked = [None if x.counterfactual is None else checked_counterfactual(
+                q, x.counterfactual, x.explanation.target, ckpt.model, catalog, config, retrieval, encode)
+                for x in result]
+            first, *more = (encode_explain(q, x, catalog, c) for x, c in zip(result, checked))
             first.more.extend(more)
             answers[i] = first
         except Exception as e:  # noqa: BLE001 (drawing or encoding failed for this request only)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from attnrec.model.checkpoint import Checkpoint, CheckpointError, load_checkpoint, resolve_checkpoint
+from attnrec.model.onnx_encoder import OnnxEncoder, encoder_for
 from attnrec.model.retrieval import Retrieval, has_index, load_retriever
 from attnrec.model.train import resolve_device
 from attnrec.serving.codec import Catalog
@@ -28,6 +29,7 @@ class Loaded:
     ckpt: Checkpoint
     catalog: Catalog
     retrieval: Retrieval | None = None  # two-stage Recommend; None = exact scoring
+    encode: OnnxEncoder | None = None  # what computes user states for ranking; None = ckpt.model.encode
 
     @property
     def model_version(self) -> str:
@@ -36,13 +38,16 @@ class Loaded:
 
 def load(path: str, device: str = "auto", config: ServingConfig | None = None) -> Loaded:
     """Load a checkpoint directory ("default" = the embedded one) for serving; with `config`,
-    its item index too where config.retrieval says to use one."""
+    its item index too where config.retrieval says to use one, and the engine config.engine names."""
     resolved = resolve_checkpoint(path)
     ckpt = load_checkpoint(resolved, resolve_device(device))
     with torch.inference_mode():  # the item table every query multiplies: filled now, not by the first
         ckpt.model.all_item_vectors()  # calls (seconds at a million items, while they wait)
     catalog = Catalog(ckpt)
-    return Loaded(resolved, ckpt, catalog, retrieval_for(resolved, catalog, config) if config else None)
+    if config is None:
+        return Loaded(resolved, ckpt, catalog)
+    return Loaded(resolved, ckpt, catalog, retrieval_for(resolved, catalog, config),
+                  encoder_for(ckpt.model, config.engine))
 
 
 def retrieval_for(path: str, catalog: Catalog, config: ServingConfig) -> Retrieval | None:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from attnrec.model.inputs import stack_users
+from attnrec.model.onnx_encoder import Encode
 from attnrec.model.rerank import CANDIDATES, calibrated
 from attnrec.model.retrieval import Retrieval, scored_candidates
 from attnrec.model.sasrec import PAD, SASRec
@@ -27,6 +28,7 @@ from attnrec.serving.codec import (
     encode_recommend,
 )
 from attnrec.serving.config import ServingConfig
+from attnrec.serving.loaded import Loaded
 from attnrec.v1 import recommender_pb2 as pb
 
 
@@ -46,14 +48,17 @@ def _mask_seen(scores: torch.Tensor, queries: Sequence[Query]) -> None:
 
 
 @torch.inference_mode()
-def rank(model: SASRec, queries: Sequence[Query], retrieval: Retrieval | None = None) -> list[Ranked]:
+def rank(model: SASRec, queries: Sequence[Query], retrieval: Retrieval | None = None,
+         encode: Encode | None = None) -> list[Ranked]:
     """Top-k per query, best first; fewer than k when fewer items are eligible. With
-    `retrieval`, a whole-catalogue query is answered from the index's candidates."""
+    `retrieval`, a whole-catalogue query is answered from the index's candidates; `encode`
+    computes the user states in place of `model.encode` (model/onnx_encoder.py)."""
     if not queries:
         return []
     device = model.item_emb.weight.device
     seq = torch.as_tensor(left_pad([q.history for q in queries], model.config.max_len), device=device)
-    state = model.encode(seq, stack_users([q.user for q in queries], model.config.user_features, device))  # (B, D)
+    user = stack_users([q.user for q in queries], model.config.user_features, device)
+    state = (encode or model.encode)(seq, user)  # (B, D)
     out: list[Ranked | None] = [None] * len(queries)
     full = [i for i, q in enumerate(queries) if q.candidates is None]
     if full and retrieval is None:
@@ -83,16 +88,17 @@ def rank(model: SASRec, queries: Sequence[Query], retrieval: Retrieval | None = 
     return out  # type: ignore[return-value]
 
 
-def rank_each(jobs: Sequence[tuple[SASRec, Query, Retrieval | None]]) -> list[Ranked]:
-    """Rank (model, query, retrieval) jobs, one forward pass per distinct model: a batch formed
+def rank_each(jobs: Sequence[tuple[Loaded, Query]]) -> list[Ranked]:
+    """Rank (loaded checkpoint, query) jobs, one forward pass per checkpoint: a batch formed
     while a replica swaps checkpoints holds queries decoded against either, each ranked by its own."""
     out: list[Ranked | None] = [None] * len(jobs)
     groups: dict[int, list[int]] = {}
-    for i, (model, _, _) in enumerate(jobs):
-        groups.setdefault(id(model), []).append(i)
+    for i, (loaded, _) in enumerate(jobs):
+        groups.setdefault(id(loaded), []).append(i)
     for rows in groups.values():
-        model, _, retrieval = jobs[rows[0]]
-        for i, ranked in zip(rows, rank(model, [jobs[i][1] for i in rows], retrieval)):
+        loaded = jobs[rows[0]][0]
+        for i, ranked in zip(rows, rank(loaded.ckpt.model, [jobs[i][1] for i in rows], loaded.retrieval,
+                                        loaded.encode)):
             out[i] = ranked
     return out  # type: ignore[return-value]
 
@@ -116,15 +122,18 @@ def _collect(out: list, rows: list[int], queries: Sequence[Query], items: torch.
 
 
 def answer_batch(request: pb.RecommendBatchRequest, model: SASRec, catalog: Catalog, config: ServingConfig,
-                 chunk_size: int, retrieval: Retrieval | None = None) -> tuple[pb.RecommendBatchResponse, list[int]]:
+                 chunk_size: int, retrieval: Retrieval | None = None,
+                 encode: Encode | None = None) -> tuple[pb.RecommendBatchResponse, list[int]]:
     """RecommendBatch below the server, in one go: the response and the chunk sizes ranked."""
     response = pb.RecommendBatchResponse()
-    return response, list(answer_in_chunks(request, model, catalog, config, chunk_size, response, None, retrieval))
+    return response, list(answer_in_chunks(request, model, catalog, config, chunk_size, response, None, retrieval,
+                                           encode))
 
 
 def answer_in_chunks(request: pb.RecommendBatchRequest, model: SASRec, catalog: Catalog, config: ServingConfig,
                      chunk_size: int, response: pb.RecommendBatchResponse,
-                     at: Sequence[int] | None = None, retrieval: Retrieval | None = None) -> Iterator[int]:
+                     at: Sequence[int] | None = None, retrieval: Retrieval | None = None,
+                     encode: Encode | None = None) -> Iterator[int]:
     """RecommendBatch, `chunk_size` entries at a time: each step decodes, ranks and encodes
     one chunk into `response` and yields how many it ranked, so that a server can answer
     other calls between steps. A bad entry gets its own error (its field prefixed with
@@ -140,6 +149,6 @@ def answer_in_chunks(request: pb.RecommendBatchRequest, model: SASRec, catalog: 
                 index = i if at is None else at[i]
                 encode_error(e.in_entry(index), entries[i], index)
         if valid:
-            for (i, query), ranked in zip(valid, rank(model, [q for _, q in valid], retrieval)):
+            for (i, query), ranked in zip(valid, rank(model, [q for _, q in valid], retrieval, encode)):
                 encode_recommend(query, ranked, catalog, into=entries[i])
             yield len(valid)
