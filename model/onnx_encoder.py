@@ -12,10 +12,11 @@ in torch. Explanations stay on torch too: Captum needs its gradients.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -109,17 +110,15 @@ def encoder_for(model: SASRec, engine: str, threads: int | None = None) -> OnnxE
     return encoder
 
 
-class _quiet:
-    """Raise these loggers to ERROR for a while: the exporter reports every step it takes."""
-
-    def __init__(self, *names: str):
-        self.loggers = [logging.getLogger(n) for n in names]
-
-    def __enter__(self):
-        self.levels = [lg.level for lg in self.loggers]
-        for lg in self.loggers:
-            lg.setLevel(logging.ERROR)
-
-    def __exit__(self, *exc):
-        for lg, level in zip(self.loggers, self.levels):
+@contextlib.contextmanager
+def _quiet(*names: str) -> Iterator[None]:
+    """These loggers at ERROR for a while: the exporter reports every step it takes."""
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
             lg.setLevel(level)
