@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from attnrec.bench.config import git_commit
 from attnrec.model.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint
 from attnrec.model.onnx_encoder import encoder_for
 from attnrec.model.retrieval import (
@@ -224,7 +225,8 @@ def run(checkpoint: str, config: ScaleConfig, work: Path | None = None, serving:
         match = [s for s in served if (s["items"], s["history"], s["path"]) ==
                  (record["items"], record["history"], record["path"]) and record["structure"] == "grown"]
         record.update({k: v for k, v in (match[0] if match else {}).items() if k not in record})
-    return {"config": asdict(config), "base": base.model_version, "scale": records}
+    return {"config": asdict(config), "base": base.model_version, "git_commit": git_commit(),
+            "engine": ServingConfig.engine, "scale": records}
 
 
 def plot(records: list[dict], path: Path) -> None:
