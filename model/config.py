@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+# what may run a replica's transformer pass (model/onnx_encoder.py); "torch" = SASRec.encode itself
+ENGINES = ("onnxruntime", "torch")
+
 
 @dataclass(frozen=True)
 class FeatureSpec:

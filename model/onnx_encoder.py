@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from attnrec.model.config import ENGINES
 from attnrec.model.sasrec import SASRec
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("onnxruntime", "torch")  # what may run a replica's transformer pass; torch = SASRec.encode
 Encode = Callable[[torch.Tensor, "list[torch.Tensor] | None"], torch.Tensor]  # (seq (B, T), user codes) -> (B, D)
 
 
@@ -50,12 +50,17 @@ class OnnxEncoder:
     def __call__(self, seq: torch.Tensor, user: list[torch.Tensor] | None = None) -> torch.Tensor:
         with torch.inference_mode():
             items = self.model.all_item_vectors()[seq]  # (B, T, D)
-        if self.model.config.user_features and user is None:  # an unknown user: every feature missing
-            user = [torch.zeros((len(seq), spec.max_values) if spec.multi else (len(seq),), dtype=torch.long)
-                    for spec in self.model.config.user_features]
-        inputs = [items, seq, *(user or [])]
+        if user is None:  # an unknown user: every feature missing
+            user = _unknown_users(self.model, len(seq))
+        inputs = [items, seq, *user]
         feeds = {name: np.ascontiguousarray(t.numpy()) for name, t in zip(self.names, inputs)}
         return torch.from_numpy(self.session.run(None, feeds)[0])
+
+
+def _unknown_users(model: SASRec, batch: int) -> list[torch.Tensor]:
+    """User codes of `batch` users whose every feature is missing (code 0); [] without user features."""
+    return [torch.zeros((batch, spec.max_values) if spec.multi else (batch,), dtype=torch.long)
+            for spec in model.config.user_features]
 
 
 def export_encoder(model: SASRec, threads: int) -> OnnxEncoder:
@@ -67,8 +72,7 @@ def export_encoder(model: SASRec, threads: int) -> OnnxEncoder:
     batch, length = 2, max(2, config.max_len)  # sizes of 1 would be fixed into the graph
     seq = torch.arange(1, batch * length + 1).reshape(batch, length) % config.n_items + 1
     seq[0, :1] = 0  # padding in the example, as left-padded batches have
-    user = [torch.zeros((batch, spec.max_values) if spec.multi else (batch,), dtype=torch.long)
-            for spec in config.user_features]
+    user = _unknown_users(model, batch)
     with torch.inference_mode():
         items = model.all_item_vectors()[seq].clone()
     names = ["items", "seq"] + [f"user_{i}" for i in range(len(user))]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attnrec.explain.config import ExplainConfig
+from attnrec.model.config import ENGINES
 
 DEFAULT_CONFIG = Path(__file__).with_name("serve.yaml")  # the Serve config `attnrec serve` reads
 
@@ -52,8 +53,8 @@ class ServingConfig:
     def __post_init__(self) -> None:
         if self.retrieval not in ("auto", "on", "off"):
             raise ValueError(f"retrieval: {self.retrieval!r}, expected auto, on or off")
-        if self.engine not in ("onnxruntime", "torch"):
-            raise ValueError(f"engine: {self.engine!r}, expected onnxruntime or torch")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine: {self.engine!r}, expected {' or '.join(ENGINES)}")
         if not self.models:
             return
         from attnrec.model.checkpoint import resolve_checkpoint
