@@ -37,7 +37,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "train B on it, compare the brand's share of both top 10s; writes OUT/feedback_loop.json")
     p.add_argument("--scale", action="store_true",
                    help="cost against catalogue size (10^4..10^6 items), exact scoring and two-stage retrieval, "
-                        "the model alone on one thread and through Ray Serve; writes OUT/scale.json and scale.png")
+                        "the model alone on one thread and through Ray Serve; writes OUT/bench.json (its records "
+                        "under \"scale\") and OUT/scale.png")
     p.add_argument("--engines", action="store_true",
                    help="the Recommender's forward pass on eager torch, torch.compile and ONNX Runtime side by "
                         "side, one thread, batches of 1 to 64 (--quick: 1 and 8, 3 rounds); writes OUT/engines.json")

@@ -8,7 +8,7 @@ Gaussian noise of `noise` times the embedding's spread added to the id embedding
 are user states of histories drawn by training popularity. The same is also measured on
 *random* item vectors (isotropic Gaussian, the worst case for any index) at the largest size.
 
-Per catalogue size and history length it records, in OUT/scale.json ("scale"): recall@10
+Per catalogue size and history length it records, in OUT/bench.json (under "scale"): recall@10
 of two-stage against exact, model-alone recs/s at batch 64, the p50 of one query alone
 (batch 1), the item table's and the index's memory, the index build time and the time to
 load checkpoint and index from disk. With --serve, for the first history length, also
@@ -269,9 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     config = ScaleConfig(sizes=tuple(int(s) for s in args.sizes.split(",")), timed_s=args.timed)
     result = run(args.checkpoint, config, serving=args.serve)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "scale.json").write_text(json.dumps(result, indent=1))
+    (args.out / "bench.json").write_text(json.dumps(result, indent=1))
     plot(result["scale"], args.out / "scale.png")
-    print(f"wrote {args.out / 'scale.json'} and {args.out / 'scale.png'}")
+    print(f"wrote {args.out / 'bench.json'} and {args.out / 'scale.png'}")
     return 0
 
 
