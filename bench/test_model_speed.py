@@ -40,8 +40,8 @@ def loaded():
 def test_rank_batch(benchmark, loaded, batch_size):
     history, k = int(os.environ.get("ATTNREC_BENCH_HISTORY", 50)), int(os.environ.get("ATTNREC_BENCH_K", 10))
     batch = queries(loaded.ckpt, batch_size, history=history, k=k)
-    benchmark.extra_info.update(batch_size=batch_size, threads=torch.get_num_threads())
-    benchmark.extra_info.update(engine="torch" if loaded.encode is None else "onnxruntime")
-    result = benchmark.pedantic(rank, args=(loaded.ckpt.model, batch, loaded.retrieval, loaded.encode), warmup_rounds=3,
-                                rounds=int(os.environ.get("ATTNREC_BENCH_ROUNDS", 20)))
+    benchmark.extra_info.update(batch_size=batch_size, threads=torch.get_num_threads(),
+                                engine="torch" if loaded.encode is None else "onnxruntime")
+    result = benchmark.pedantic(rank, args=(loaded.ckpt.model, batch, loaded.retrieval, loaded.encode),
+                                warmup_rounds=3, rounds=int(os.environ.get("ATTNREC_BENCH_ROUNDS", 20)))
     assert len(result) == batch_size

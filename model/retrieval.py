@@ -9,8 +9,8 @@ dimension (IVF-SQ8): a quarter of the memory a query's scan reads, so it runs ab
 faster than over exact floats, and the candidates it proposes are re-scored exactly anyway,
 so only the choice of candidates is approximate (`codec="flat"` keeps exact vectors). It
 builds in seconds where a graph index takes minutes, and its one knob (`n_probe`) trades
-recall for time. It is written beside the checkpoint in faiss's own binary format (no pickle), with a
-JSON file that ties it to the weights it was built from:
+recall for time. It is written beside the checkpoint in faiss's own binary format (no
+pickle), with a JSON file that ties it to the weights it was built from:
 
     ann.faiss   the index; id i is item index i (1..N; 0, padding, is not in it)
     ann.json    {"model_version", "n_items", "n_lists", "n_probe", "metric", "built_s", ...}
