@@ -59,7 +59,7 @@ class MicroBatcher:
             self.wait.after(len(items) + self.queue.qsize())
             loaded = self.loaded
             try:
-                answers = rank(loaded.ckpt.model, [q for q, _ in items], loaded.retrieval, loaded.encode)
+                answers = rank(loaded.ranker, [q for q, _ in items])
             except Exception as e:  # noqa: BLE001 (each caller hears of it; the loop serves the next batch)
                 for _, future in items:
                     future.set_exception(e)
@@ -87,8 +87,8 @@ class PlainRecommender(pb_grpc.RecommenderServicer):
         if not 1 <= n <= self.config.max_batch_requests:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"requests: {n} entries, expected 1..{self.config.max_batch_requests}")
-        return answer_batch(request, self.loaded.ckpt.model, self.catalog, self.config,
-                            self.batcher.batch.max_batch_size, self.loaded.retrieval, self.loaded.encode)[0]
+        return answer_batch(request, self.loaded.ranker, self.catalog, self.config,
+                            self.batcher.batch.max_batch_size)[0]
 
 
 async def serve(checkpoint: str, port: int, batch: BatchConfig, device: str = "cpu") -> None:

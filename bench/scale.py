@@ -34,6 +34,7 @@ from attnrec.model.checkpoint import Checkpoint, load_checkpoint, resolve_checkp
 from attnrec.model.onnx_encoder import encoder_for
 from attnrec.model.retrieval import (
     IndexConfig,
+    Ranker,
     Retrieval,
     faiss_module,
     load_retriever,
@@ -143,20 +144,20 @@ def measure(base: Checkpoint, n_items: int, config: ScaleConfig, random: bool, w
     faiss = faiss_module()
     faiss.omp_set_num_threads(config.threads)
     catalog, serving = Catalog(ckpt), ServingConfig(checkpoint="unused", max_history=1_000)
-    retrieval = Retrieval(retriever, config.candidates)
     encode = encoder_for(ckpt.model, serving.engine, config.threads)  # as a replica ranks
+    exact = Ranker(ckpt.model, None, encode)
+    two_stage = Ranker(ckpt.model, Retrieval(retriever, config.candidates), encode)
     out = []
     for length in config.histories:
         if length > ckpt.config.max_len:
             continue
         asked = histories(ckpt, max(config.queries, BATCH), length, config.seed)
         queries = [decode_recommend(pb.RecommendRequest(history=h, k=10), catalog, serving) for h in asked]
-        exact = [r.items for r in rank(ckpt.model, queries[:config.queries], None, encode)]
-        found = [r.items for r in rank(ckpt.model, queries[:config.queries], retrieval, encode)]
-        recall = recall_at(exact, found)
-        for path, how in (("exact", None), ("two_stage", retrieval)):
-            batch = _timed(lambda how=how, q=queries[:BATCH]: rank(ckpt.model, q, how, encode), config.timed_s)
-            alone = _timed(lambda how=how, q=queries[:1]: rank(ckpt.model, q, how, encode), config.timed_s)
+        recall = recall_at([r.items for r in rank(exact, queries[:config.queries])],
+                           [r.items for r in rank(two_stage, queries[:config.queries])])
+        for path, ranker in (("exact", exact), ("two_stage", two_stage)):
+            batch = _timed(lambda ranker=ranker, q=queries[:BATCH]: rank(ranker, q), config.timed_s)
+            alone = _timed(lambda ranker=ranker, q=queries[:1]: rank(ranker, q), config.timed_s)
             out.append({"items": n_items, "history": length, "path": path, "structure": "random" if random else "grown",
                         "recall_at_10": 1.0 if path == "exact" else round(recall, 4),
                         "model_recs_s": round(BATCH / float(np.median(batch)), 1),

@@ -42,6 +42,6 @@ def test_rank_batch(benchmark, loaded, batch_size):
     batch = queries(loaded.ckpt, batch_size, history=history, k=k)
     benchmark.extra_info.update(batch_size=batch_size, threads=torch.get_num_threads(),
                                 engine="torch" if loaded.encode is None else "onnxruntime")
-    result = benchmark.pedantic(rank, args=(loaded.ckpt.model, batch, loaded.retrieval, loaded.encode),
+    result = benchmark.pedantic(rank, args=(loaded.ranker, batch),
                                 warmup_rounds=3, rounds=int(os.environ.get("ATTNREC_BENCH_ROUNDS", 20)))
     assert len(result) == batch_size

@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from attnrec.model.sasrec import PAD
+from attnrec.model.onnx_encoder import Encode
+from attnrec.model.sasrec import PAD, SASRec
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,21 @@ class Retrieval:
 
     retriever: Retriever
     candidates: int = 300
+
+
+@dataclass(frozen=True)
+class Ranker:
+    """How a replica ranks: its model, two-stage `retrieval` (None = exact scoring over the
+    whole catalogue) and the engine of its user states (`encode`, model/onnx_encoder.py;
+    None = `model.encode`). Recommend and Explain's checks rank through the same value."""
+
+    model: SASRec
+    retrieval: Retrieval | None = None
+    encode: Encode | None = None
+
+    def states(self, seq: torch.Tensor, user: list[torch.Tensor] | None) -> torch.Tensor:
+        """User states (B, D) for left-padded histories (B, T) and the users' feature codes."""
+        return (self.encode or self.model.encode)(seq, user)
 
 
 @torch.inference_mode()

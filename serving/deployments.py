@@ -253,8 +253,8 @@ class Recommender:
     async def _rank_batch(self, request: pb.RecommendBatchRequest, response: pb.RecommendBatchResponse,
                           at: list[int] | None = None) -> None:
         loaded = self.loaded
-        chunks = answer_in_chunks(request, loaded.ckpt.model, loaded.catalog, self.config,
-                                  self.batch_config.max_batch_size, response, at, loaded.retrieval, loaded.encode)
+        chunks = answer_in_chunks(request, loaded.ranker, loaded.catalog, self.config,
+                                  self.batch_config.max_batch_size, response, at)
         # Off the event loop: a heavy batch (1,024 users x 1,000 ids) takes about a second of
         # Python and torch, and single Recommends on this replica need the loop several times
         # each. Chunk by chunk in a worker thread, they go on being answered beside it.
@@ -378,8 +378,7 @@ class Explainer:
         self.stats.record(len(payloads))
         loaded = self.loaded
         requests = [pb.ExplainRequest.FromString(p) for p in payloads]
-        answers = answer_explains(requests, loaded.ckpt, loaded.catalog, self.config, retrieval=loaded.retrieval,
-                                  encode=loaded.encode)
+        answers = answer_explains(requests, loaded.ckpt, loaded.catalog, self.config, ranker=loaded.ranker)
         self.metrics.explained(answers)
         return [_wire(a, "Explain") for a in answers]
 

@@ -17,8 +17,7 @@ from attnrec.explain.jobs import Explained, ExplainJob, explain_jobs
 from attnrec.explain.reason import reason
 from attnrec.explain.render import html_page, png
 from attnrec.model.checkpoint import Checkpoint
-from attnrec.model.onnx_encoder import Encode
-from attnrec.model.retrieval import Retrieval
+from attnrec.model.retrieval import Ranker
 from attnrec.serving.codec import Catalog, InvalidArgument, decode_recommend, shorten
 from attnrec.serving.config import ServingConfig
 from attnrec.serving.ranking import rank
@@ -43,11 +42,8 @@ class ExplainQuery:
     known_at: tuple[int, ...]  # where each known history item sits in request.history
 
 
-def decode_explain(req: pb.ExplainRequest, model, catalog: Catalog, config: ServingConfig,
-                   retrieval: Retrieval | None = None, encode: Encode | None = None) -> ExplainQuery:
-    """retrieval, encode: how the Recommend replicas rank (two-stage or None = exact; the
-    engine of their user states, model/onnx_encoder.py), which the user's
-    top items and a counterfactual's check follow."""
+def decode_explain(req: pb.ExplainRequest, ranker: Ranker, catalog: Catalog, config: ServingConfig) -> ExplainQuery:
+    """`ranker`: how the Recommend replicas rank, which the user's top items follow."""
     n_steps = req.n_steps or config.default_n_steps
     if not 4 <= n_steps <= config.max_n_steps:
         raise InvalidArgument("n_steps", f"must be 0 (default {config.default_n_steps}) or 4..{config.max_n_steps}, "
@@ -76,7 +72,7 @@ def decode_explain(req: pb.ExplainRequest, model, catalog: Catalog, config: Serv
     if req.item_id:
         targets = (catalog.item_index[req.item_id],)
     else:  # the user's top_k recommendations, best first
-        targets = tuple(int(i) for i in rank(model, [query], retrieval, encode)[0].items)
+        targets = tuple(int(i) for i in rank(ranker, [query])[0].items)
     integrated = "ig" in methods
     job = ExplainJob(query.history, query.user, targets, n_steps, integrated,
                      deletion=bool(methods & {"deletion", "combined"}) or req.include_faithfulness,
@@ -86,9 +82,8 @@ def decode_explain(req: pb.ExplainRequest, model, catalog: Catalog, config: Serv
     return ExplainQuery(job, req.include_image, req.include_html, query.unknown_item_ids, req, known_at)
 
 
-def checked_counterfactual(q: ExplainQuery, found: Counterfactual, target: int, model, catalog: Catalog,
-                           config: ServingConfig, retrieval: Retrieval | None = None,
-                           encode: Encode | None = None) -> pb.Counterfactual:
+def checked_counterfactual(q: ExplainQuery, found: Counterfactual, target: int, ranker: Ranker, catalog: Catalog,
+                           config: ServingConfig) -> pb.Counterfactual:
     """The search's answer in the request's terms, after the check a caller would make: Recommend
     with those history entries left out and k = the rank must not return the item. A set that
     fails it (possible only when the server re-ranks by default) is not returned."""
@@ -104,7 +99,7 @@ def checked_counterfactual(q: ExplainQuery, found: Counterfactual, target: int, 
                                   history=[h for i, h in enumerate(q.request.history) if i not in drop],
                                   k=q.job.counterfactual.k)
     try:
-        still = target in rank(model, [decode_recommend(without, catalog, config)], retrieval, encode)[0].items
+        still = target in rank(ranker, [decode_recommend(without, catalog, config)])[0].items
     except InvalidArgument:  # a request Recommend would refuse: nothing to check the set against
         still = True
     if still:
@@ -205,25 +200,26 @@ def encode_explain(q: ExplainQuery, x: Explained, catalog: Catalog,
 
 def answer_explains(requests: list[pb.ExplainRequest], ckpt: Checkpoint, catalog: Catalog, config: ServingConfig,
                     explain_config: ExplainConfig = ExplainConfig(),
-                    retrieval: Retrieval | None = None,
-                    encode: Encode | None = None) -> list[pb.ExplainResponse | Exception]:
+                    ranker: Ranker | None = None) -> list[pb.ExplainResponse | Exception]:
     """Several Explain RPCs below the Ray layer: each answer, or the exception it alone earned
-    (InvalidArgument for bad input). The top-k of one request are explained in the same batch."""
+    (InvalidArgument for bad input). The top-k of one request are explained in the same batch.
+    `ranker`: how the Recommend replicas rank (None = exact scoring by `ckpt.model`)."""
+    ranker = ranker or Ranker(ckpt.model)
     answers: list[pb.ExplainResponse | Exception | None] = [None] * len(requests)
     queries: dict[int, ExplainQuery] = {}
     for i, req in enumerate(requests):
         try:
-            queries[i] = decode_explain(req, ckpt.model, catalog, config, retrieval, encode)
+            queries[i] = decode_explain(req, ranker, catalog, config)
         except Exception as e:  # noqa: BLE001 (InvalidArgument, or a fault of this request only)
             answers[i] = e
-    explained = explain_jobs(ckpt, [q.job for q in queries.values()], explain_config, retrieval)
+    explained = explain_jobs(ckpt, [q.job for q in queries.values()], explain_config, ranker.retrieval)
     for (i, q), result in zip(queries.items(), explained):
         if isinstance(result, Exception):
             answers[i] = result
             continue
         try:
             checked = [None if x.counterfactual is None else checked_counterfactual(
-                q, x.counterfactual, x.explanation.target, ckpt.model, catalog, config, retrieval, encode)
+                q, x.counterfactual, x.explanation.target, ranker, catalog, config)
                 for x in result]
             first, *more = (encode_explain(q, x, catalog, c) for x, c in zip(result, checked))
             first.more.extend(more)

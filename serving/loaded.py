@@ -12,7 +12,7 @@ import torch
 
 from attnrec.model.checkpoint import Checkpoint, CheckpointError, load_checkpoint, resolve_checkpoint
 from attnrec.model.onnx_encoder import OnnxEncoder, encoder_for
-from attnrec.model.retrieval import Retrieval, has_index, load_retriever
+from attnrec.model.retrieval import Ranker, Retrieval, has_index, load_retriever
 from attnrec.model.train import resolve_device
 from attnrec.serving.codec import Catalog
 from attnrec.serving.config import ServingConfig
@@ -30,6 +30,10 @@ class Loaded:
     catalog: Catalog
     retrieval: Retrieval | None = None  # two-stage Recommend; None = exact scoring
     encode: OnnxEncoder | None = None  # what computes user states for ranking; None = ckpt.model.encode
+
+    @property
+    def ranker(self) -> Ranker:
+        return Ranker(self.ckpt.model, self.retrieval, self.encode)
 
     @property
     def model_version(self) -> str:

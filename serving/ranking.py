@@ -13,10 +13,9 @@ import numpy as np
 import torch
 
 from attnrec.model.inputs import stack_users
-from attnrec.model.onnx_encoder import Encode
 from attnrec.model.rerank import CANDIDATES, calibrated
-from attnrec.model.retrieval import Retrieval, scored_candidates
-from attnrec.model.sasrec import PAD, SASRec
+from attnrec.model.retrieval import Ranker, scored_candidates
+from attnrec.model.sasrec import PAD
 from attnrec.model.sequences import left_pad
 from attnrec.serving.codec import (
     Catalog,
@@ -48,17 +47,16 @@ def _mask_seen(scores: torch.Tensor, queries: Sequence[Query]) -> None:
 
 
 @torch.inference_mode()
-def rank(model: SASRec, queries: Sequence[Query], retrieval: Retrieval | None = None,
-         encode: Encode | None = None) -> list[Ranked]:
-    """Top-k per query, best first; fewer than k when fewer items are eligible. With
-    `retrieval`, a whole-catalogue query is answered from the index's candidates; `encode`
-    computes the user states in place of `model.encode` (model/onnx_encoder.py)."""
+def rank(ranker: Ranker, queries: Sequence[Query]) -> list[Ranked]:
+    """Top-k per query, best first; fewer than k when fewer items are eligible. A whole-
+    catalogue query is answered from the index's candidates where `ranker` has retrieval."""
     if not queries:
         return []
+    model, retrieval = ranker.model, ranker.retrieval
     device = model.item_emb.weight.device
     seq = torch.as_tensor(left_pad([q.history for q in queries], model.config.max_len), device=device)
     user = stack_users([q.user for q in queries], model.config.user_features, device)
-    state = (encode or model.encode)(seq, user)  # (B, D)
+    state = ranker.states(seq, user)  # (B, D)
     out: list[Ranked | None] = [None] * len(queries)
     full = [i for i, q in enumerate(queries) if q.candidates is None]
     if full and retrieval is None:
@@ -97,8 +95,7 @@ def rank_each(jobs: Sequence[tuple[Loaded, Query]]) -> list[Ranked]:
         groups.setdefault(id(loaded), []).append(i)
     for rows in groups.values():
         loaded = jobs[rows[0]][0]
-        for i, ranked in zip(rows, rank(loaded.ckpt.model, [jobs[i][1] for i in rows], loaded.retrieval,
-                                        loaded.encode)):
+        for i, ranked in zip(rows, rank(loaded.ranker, [jobs[i][1] for i in rows])):
             out[i] = ranked
     return out  # type: ignore[return-value]
 
@@ -121,19 +118,16 @@ def _collect(out: list, rows: list[int], queries: Sequence[Query], items: torch.
         out[i] = Ranked(items=best[: q.k], scores=best_scores[: q.k])
 
 
-def answer_batch(request: pb.RecommendBatchRequest, model: SASRec, catalog: Catalog, config: ServingConfig,
-                 chunk_size: int, retrieval: Retrieval | None = None,
-                 encode: Encode | None = None) -> tuple[pb.RecommendBatchResponse, list[int]]:
+def answer_batch(request: pb.RecommendBatchRequest, ranker: Ranker, catalog: Catalog, config: ServingConfig,
+                 chunk_size: int) -> tuple[pb.RecommendBatchResponse, list[int]]:
     """RecommendBatch below the server, in one go: the response and the chunk sizes ranked."""
     response = pb.RecommendBatchResponse()
-    return response, list(answer_in_chunks(request, model, catalog, config, chunk_size, response, None, retrieval,
-                                           encode))
+    return response, list(answer_in_chunks(request, ranker, catalog, config, chunk_size, response))
 
 
-def answer_in_chunks(request: pb.RecommendBatchRequest, model: SASRec, catalog: Catalog, config: ServingConfig,
+def answer_in_chunks(request: pb.RecommendBatchRequest, ranker: Ranker, catalog: Catalog, config: ServingConfig,
                      chunk_size: int, response: pb.RecommendBatchResponse,
-                     at: Sequence[int] | None = None, retrieval: Retrieval | None = None,
-                     encode: Encode | None = None) -> Iterator[int]:
+                     at: Sequence[int] | None = None) -> Iterator[int]:
     """RecommendBatch, `chunk_size` entries at a time: each step decodes, ranks and encodes
     one chunk into `response` and yields how many it ranked, so that a server can answer
     other calls between steps. A bad entry gets its own error (its field prefixed with
@@ -149,6 +143,6 @@ def answer_in_chunks(request: pb.RecommendBatchRequest, model: SASRec, catalog: 
                 index = i if at is None else at[i]
                 encode_error(e.in_entry(index), entries[i], index)
         if valid:
-            for (i, query), ranked in zip(valid, rank(model, [q for _, q in valid], retrieval, encode)):
+            for (i, query), ranked in zip(valid, rank(ranker, [q for _, q in valid])):
                 encode_recommend(query, ranked, catalog, into=entries[i])
             yield len(valid)

@@ -11,6 +11,7 @@ from attnrec.model import onnx_encoder
 from attnrec.model.checkpoint import load_checkpoint
 from attnrec.model.inputs import stack_users
 from attnrec.model.onnx_encoder import encoder_for
+from attnrec.model.retrieval import Ranker
 from attnrec.model.sequences import left_pad
 from attnrec.serving.codec import Catalog, decode_recommend
 from attnrec.serving.config import ServingConfig
@@ -52,7 +53,7 @@ def test_recommendations_rank_the_same_items_on_either_engine(ckpt, encode):
     requests = [pb.RecommendRequest(history=[f"i{j}" for j in range(s, s + n)], k=10)
                 for s, n in ((1, 3), (20, 15), (50, 1), (7, 30))]
     queries = [decode_recommend(r, catalog, config) for r in requests]
-    for on_torch, on_onnx in zip(rank(ckpt.model, queries), rank(ckpt.model, queries, None, encode)):
+    for on_torch, on_onnx in zip(rank(Ranker(ckpt.model), queries), rank(Ranker(ckpt.model, None, encode), queries)):
         assert on_onnx.items.tolist() == on_torch.items.tolist()
         np.testing.assert_allclose(on_onnx.scores, on_torch.scores, rtol=1e-4, atol=1e-5)
 

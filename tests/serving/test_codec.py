@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from attnrec.model.checkpoint import load_checkpoint
+from attnrec.model.retrieval import Ranker
 from attnrec.serving.codec import Catalog, InvalidArgument, decode_recommend, encode_recommend
 from attnrec.serving.config import ServingConfig
 from attnrec.serving.ranking import rank
@@ -85,12 +86,12 @@ def test_rank_matches_brute_force_and_batches_equal_singles(ckpt, catalog):
             req(history=["i1", "i2", "i3", "i4"], candidate_item_ids=["i4", "i10", "i11", "i12"], k=2),
             req(history=["i1"], candidate_item_ids=["i1", "nope"], k=2)]
     queries = [decode_recommend(r, catalog, CONFIG) for r in reqs]
-    together = rank(ckpt.model, queries)
+    together = rank(Ranker(ckpt.model), queries)
     for q, r in zip(queries, together):
         items, scores = brute_force(ckpt, q)
         assert r.items.tolist() == items.tolist()
         np.testing.assert_allclose(r.scores, scores, rtol=1e-4, atol=1e-5)
-        alone = rank(ckpt.model, [q])[0]
+        alone = rank(Ranker(ckpt.model), [q])[0]
         assert alone.items.tolist() == r.items.tolist()
     seen = set(queries[0].seen.tolist())
     assert not seen & set(together[0].items.tolist())  # history never recommended by default
@@ -101,7 +102,7 @@ def test_rank_matches_brute_force_and_batches_equal_singles(ckpt, catalog):
 
 def test_encode_response(catalog, ckpt):
     q = decode_recommend(req(history=["i1", "what"]), catalog, CONFIG)
-    r = encode_recommend(q, rank(ckpt.model, [q])[0], catalog)
+    r = encode_recommend(q, rank(Ranker(ckpt.model), [q])[0], catalog)
     assert len(r.items) == 5 and list(r.unknown_item_ids) == ["what"] and r.history_used == 1
     assert r.model_version == ckpt.model_version
     assert [i.score for i in r.items] == sorted((i.score for i in r.items), reverse=True)
@@ -111,12 +112,12 @@ def test_answer_batch_isolates_bad_entries_and_chunks(ckpt, catalog):
     from attnrec.serving.ranking import answer_batch
 
     request = pb.RecommendBatchRequest(requests=[req(), req(k=0), req(history=["i9"], k=2), req(), req()])
-    response, sizes = answer_batch(request, ckpt.model, catalog, CONFIG, chunk_size=3)
+    response, sizes = answer_batch(request, Ranker(ckpt.model), catalog, CONFIG, chunk_size=3)
     assert [len(r.items) for r in response.responses] == [5, 0, 2, 5, 5]
     assert response.responses[1].error.message.startswith("requests[1].k:")
     assert sizes == [2, 2]  # chunks of three entries; the bad one is not ranked
     alone = encode_recommend(decode_recommend(req(), catalog, CONFIG),
-                             rank(ckpt.model, [decode_recommend(req(), catalog, CONFIG)])[0], catalog)
+                             rank(Ranker(ckpt.model), [decode_recommend(req(), catalog, CONFIG)])[0], catalog)
     assert [i.item_id for i in response.responses[0].items] == [i.item_id for i in alone.items]
     np.testing.assert_allclose([i.score for i in response.responses[0].items], [i.score for i in alone.items],
                                rtol=1e-5)
@@ -148,14 +149,14 @@ def test_calibrated_rerank_picks_from_the_models_best_and_respects_the_masks(cat
     plain = decode_recommend(req(history=history, k=10, rerank="none"), catalog, CONFIG)
     fair = decode_recommend(req(history=history, k=10, rerank="calibrated", rerank_weight=0.5), catalog, CONFIG)
     assert plain.rerank_weight == 0 and fair.rerank_weight == 0.5
-    top_100 = rank(ckpt.model, [decode_recommend(req(history=history, k=100), catalog,
+    top_100 = rank(Ranker(ckpt.model), [decode_recommend(req(history=history, k=100), catalog,
                                                  ServingConfig(checkpoint="unused", max_k=100))])[0]
-    plain_ranked, fair_ranked = rank(ckpt.model, [plain, fair])
+    plain_ranked, fair_ranked = rank(Ranker(ckpt.model), [plain, fair])
     assert len(fair_ranked.items) == 10 and len(set(fair_ranked.items.tolist())) == 10
     assert set(fair_ranked.items.tolist()) <= set(top_100.items.tolist())  # chosen from the model's best 100
     assert not set(fair_ranked.items.tolist()) & set(fair.seen.tolist())  # history items stay masked
-    assert rank(ckpt.model, [fair])[0].items.tolist() == fair_ranked.items.tolist()  # alone = in a batch
-    assert rank(ckpt.model, [fair])[0].items.tolist() == rank(ckpt.model, [fair])[0].items.tolist()
+    assert rank(Ranker(ckpt.model), [fair])[0].items.tolist() == fair_ranked.items.tolist()  # alone = in a batch
+    assert rank(Ranker(ckpt.model), [fair])[0].items.tolist() == rank(Ranker(ckpt.model), [fair])[0].items.tolist()
     assert fair_ranked.items.tolist() != plain_ranked.items.tolist()
 
 

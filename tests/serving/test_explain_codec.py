@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from attnrec.model.checkpoint import load_checkpoint
+from attnrec.model.retrieval import Ranker
 from attnrec.serving.codec import Catalog, InvalidArgument, decode_recommend
 from attnrec.serving.config import ServingConfig
 from attnrec.serving.explain_codec import answer_explain, answer_explains
@@ -23,7 +24,7 @@ def ask(ckpt, **kw):
 
 def test_top_k_explains_the_recommendations_in_rank_order(ckpt):
     catalog = Catalog(ckpt)
-    top = rank(ckpt.model, [decode_recommend(pb.RecommendRequest(history=HISTORY, k=3), catalog, CONFIG)])[0]
+    top = rank(Ranker(ckpt.model), [decode_recommend(pb.RecommendRequest(history=HISTORY, k=3), catalog, CONFIG)])[0]
     r = ask(ckpt, top_k=3)
     assert [r.item_id] + [m.item_id for m in r.more] == catalog.item_ids[top.items].tolist()
     assert all(m.contributions and m.HasField("convergence_delta") for m in r.more)
@@ -98,7 +99,7 @@ def test_a_counterfactual_names_entries_of_the_history_as_sent_and_holds_through
             continue
         assert [history[p] for p in cf.positions] == list(cf.item_ids) and "unknown-1" not in cf.item_ids
         kept = [h for i, h in enumerate(history) if i not in set(cf.positions)]
-        again = rank(ckpt.model, [decode_recommend(pb.RecommendRequest(history=kept, k=3), catalog, CONFIG)])[0]
+        again = rank(Ranker(ckpt.model), [decode_recommend(pb.RecommendRequest(history=kept, k=3), catalog, CONFIG)])[0]
         assert catalog.item_index[answer.item_id] not in again.items.tolist() and cf.new_rank > 3
     assert r.counterfactual.found  # the top-1 of a tiny model leaves the top 3 without a few items
     assert r.reason.startswith(f"Recommended because of {r.counterfactual.item_ids[0]}")

@@ -14,6 +14,7 @@ from attnrec.model.checkpoint import load_checkpoint
 from attnrec.model.retrieval import (
     INDEX_META,
     IndexConfig,
+    Ranker,
     Retrieval,
     load_retriever,
     measured_recall,
@@ -53,17 +54,19 @@ def answers(ranked):
 def test_scanning_every_list_answers_exactly_as_whole_catalogue_scoring(indexed):
     ckpt = load_checkpoint(indexed)
     catalog = Catalog(ckpt)
-    retrieval = Retrieval(load_retriever(indexed, ckpt.model_version, len(ckpt.items)), candidates=40)
+    exact_ranker = Ranker(ckpt.model)
+    two_stage_ranker = Ranker(ckpt.model, Retrieval(load_retriever(indexed, ckpt.model_version, len(ckpt.items)),
+                                                    candidates=40))
     for kw in ({}, {"include_history": True}):
-        exact, two_stage = rank(ckpt.model, queries(catalog, **kw)), rank(ckpt.model, queries(catalog, **kw), retrieval)
+        exact, two_stage = rank(exact_ranker, queries(catalog, **kw)), rank(two_stage_ranker, queries(catalog, **kw))
         assert answers(two_stage) == answers(exact)
         for e, t in zip(exact, two_stage):
             np.testing.assert_allclose(t.scores, e.scores, rtol=1e-5)  # scored exactly, not by the index
-    for q, r in zip(queries(catalog), rank(ckpt.model, queries(catalog), retrieval)):
+    for q, r in zip(queries(catalog), rank(two_stage_ranker, queries(catalog))):
         assert not set(r.items.tolist()) & set(q.seen.tolist())  # seen items stay masked
         assert len(r.items) == 20  # the index proposes room for the seen ones
     picked = queries(catalog, candidate_item_ids=["i1", "i60", "i61", "i62"])  # a candidate list is scored as given
-    assert answers(rank(ckpt.model, picked, retrieval)) == answers(rank(ckpt.model, picked))
+    assert answers(rank(two_stage_ranker, picked)) == answers(rank(exact_ranker, picked))
 
 
 def test_fewer_lists_trade_recall_and_the_check_measures_it(indexed):
@@ -127,7 +130,7 @@ def test_replicas_answer_recommend_batch_and_explain_through_the_index(indexed, 
     replica = deployments.Recommender.func_or_class(config)
     replica._rank_batched = unbatched  # @serve.batch needs a Serve replica around it
     exact = load(str(indexed), "cpu")
-    want = answers(rank(exact.ckpt.model, queries(exact.catalog)))
+    want = answers(rank(exact.ranker, queries(exact.catalog)))
 
     one = asyncio.run(replica.Recommend(pb.RecommendRequest(history=HISTORIES[0], k=20), Context()))
     batch = asyncio.run(replica.RecommendBatch(pb.RecommendBatchRequest(
@@ -179,8 +182,8 @@ def test_counterfactual_sets_are_searched_among_the_candidates_as_two_stage_reco
     model, seen = ckpt.model, np.array([3, 8, 13, 21, 34, 55, 89, 144])
     every_list = load_retriever(indexed, ckpt.model_version, len(ckpt.items))
     whole_catalogue = Retrieval(every_list, len(ckpt.items))
-    ranked = rank(model, [decode_recommend(pb.RecommendRequest(history=[f"i{i}" for i in seen], k=3),
-                                           Catalog(ckpt), CONFIG)])[0].items
+    ranked = rank(Ranker(model), [decode_recommend(pb.RecommendRequest(history=[f"i{i}" for i in seen], k=3),
+                                                   Catalog(ckpt), CONFIG)])[0].items
     for target in ranked:
         exact = counterfactual(model, seen, None, int(target), CounterfactualConfig(k=3))
         whole = counterfactual(model, seen, None, int(target), CounterfactualConfig(k=3), whole_catalogue)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from attnrec.model.checkpoint import load_checkpoint
+from attnrec.model.retrieval import Ranker
 from attnrec.serving.app import APP_NAME, ServeFile
 from attnrec.serving.client import RecommenderClient
 from attnrec.serving.codec import Catalog, decode_recommend
@@ -36,7 +37,7 @@ def test_results_over_grpc_equal_the_models_own_topk(client, checkpoint, service
     catalog = Catalog(ckpt)
     for hist, user in ((["i1", "i5", "i9"], ""), (["i40", "i41"], "u7"), (["i3"] * 2 + ["i100"], "u8")):
         got = client.recommend(hist, k=10, user_id=user)
-        want = rank(ckpt.model, [decode_recommend(RecommenderClient.request(hist, 10, user), catalog,
+        want = rank(Ranker(ckpt.model), [decode_recommend(RecommenderClient.request(hist, 10, user), catalog,
                                                   service["config"])])[0]
         assert [i.item_id for i in got.items] == catalog.item_ids[want.items].tolist()
         np.testing.assert_allclose([i.score for i in got.items], want.scores, rtol=1e-4, atol=1e-5)
