@@ -16,6 +16,7 @@ from pathlib import Path
 
 from attnrec.model.config import ModelConfig, TrainConfig
 from attnrec.model.data import DataError, Tables, load_tables
+from attnrec.model.refit import REFIT_MODES, RefitConfig
 from attnrec.model.selection import FEATURE_MODES, SelectionConfig
 
 log = logging.getLogger("attnrec")
@@ -84,6 +85,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                               "none = item ids and positions only (default: %(default)s)")
     train_p.add_argument("--no-features", action="store_const", dest="features", const="none",
                          help="the same as --features none")
+    train_p.add_argument("--refit", choices=REFIT_MODES, default=RefitConfig.mode,
+                         help="once validation has chosen the features and the best epoch, train that recipe again "
+                              "on the validation items too, for as many epochs, and keep it: auto does so up to "
+                              f"{RefitConfig.max_interactions:,} interactions (above, it would be another whole "
+                              "training); on; off (default: %(default)s)")
     training_options(train_p)
     train_p.set_defaults(run=cmd_train)
     ablate_p = sub.choices["ablate"]
@@ -304,7 +310,7 @@ def cmd_train(args: argparse.Namespace, read_tables=None, fit=train_here) -> int
                               not args.quiet, SelectionConfig(features=args.features))
     for line in selected.lines:
         print(line)
-    ckpt = selected.checkpoint
+    ckpt = refit_selected(args, prepared, model_config, config, selected, fit, data_fingerprint(tables), started)
     ckpt.metadata["feature_selection"] = selected.report
     ckpt.metadata["data"] = {k: str(v) if v else None for k, v in paths.items()}
     if feedback:
@@ -314,11 +320,33 @@ def cmd_train(args: argparse.Namespace, read_tables=None, fit=train_here) -> int
     m = ckpt.metadata
     why = {"early_stopping": "early stopping", "max_epochs": "the last epoch", "max_minutes": "--max-minutes",
            "interrupted": "a stop signal"}[m["stopped_by"]]
+    refitted = f"; refit on the validation items too for {m['refit']['epochs']} epochs" if "refit" in m else ""
     print(f"trained in {time.monotonic() - started:.0f} s, {m['epochs_run']} epochs, ended by {why}; "
           f"best epoch {m['best_epoch']}: "
-          f"valid NDCG@10 {m['valid_NDCG@10']:.4f} (popularity {m['popularity_valid']['NDCG@10']:.4f}); "
+          f"valid NDCG@10 {m['valid_NDCG@10']:.4f} (popularity {m['popularity_valid']['NDCG@10']:.4f}){refitted}; "
           f"checkpoint {args.out}")
     return 0
+
+
+def refit_selected(args: argparse.Namespace, prepared, model_config: ModelConfig, config: TrainConfig, selected,
+                   fit, fingerprint: str, started: float):
+    """The selected checkpoint, or its refit on the validation items too (model/refit.py), saying which and why."""
+    from attnrec.model.refit import refit, refit_epochs
+
+    validated = selected.checkpoint
+    minutes_left = config.max_minutes - (time.monotonic() - started) / 60 if config.max_minutes else None
+    metadata = {**validated.metadata, **({"stopped_by": "interrupted"} if selected.interrupted else {})}
+    epochs, why = refit_epochs(metadata, len(prepared.split.full.items), RefitConfig(mode=args.refit), minutes_left)
+    if not epochs:
+        print(f"refit {why}")
+        return validated
+    print(f"refit: training the chosen recipe again on the validation items too, for {why}", flush=True)
+    refitted = refit(prepared, args.out, model_config, validated, epochs, fit, fingerprint, not args.quiet,
+                     minutes_left)
+    if refitted is None:
+        print("refit stopped before its last epoch: keeping the validated checkpoint")
+        return validated
+    return refitted
 
 
 @contextmanager

@@ -72,3 +72,6 @@ class TrainConfig:
     use_item_features: bool = True
     use_user_features: bool = True
     max_minutes: float = field(default=0.0)  # 0: no limit; otherwise stop (keeping the best epoch) after this long
+    # False: train exactly `epochs` epochs and keep the last, with no validation and no early
+    # stopping: the refit on the validation items too, once validation has chosen the epochs (model/refit.py)
+    validate: bool = True

@@ -95,6 +95,7 @@ class Selected:
     checkpoint: Checkpoint
     report: dict  # what was compared and why the winner won; the checkpoint's metadata["feature_selection"]
     lines: list[str]  # the same for people
+    interrupted: bool = False  # a stop signal ended one of the trainings
 
 
 def train_selected(prepared, out: Path, model_config: ModelConfig, config: TrainConfig, fit: Fit,
@@ -106,18 +107,21 @@ def train_selected(prepared, out: Path, model_config: ModelConfig, config: Train
     if selection.features != "auto":
         only = fixed_candidate(selection.features, has_items, has_users)
         ckpt = fit(prepared, out, model_config, only.apply(config), fingerprint, progress)
-        report = {"mode": selection.features, "chosen": only.name}
-        return Selected(ckpt, report, [])
+        return _alone(ckpt, {"mode": selection.features, "chosen": only.name}, [])
     options = candidates(has_items, has_users)
     if len(options) == 1:
         ckpt = fit(prepared, out, model_config, IDS.apply(config), fingerprint, progress)
-        return Selected(ckpt, {"mode": "auto", "chosen": IDS.name, "why": "the data have no side features"}, [])
+        return _alone(ckpt, {"mode": "auto", "chosen": IDS.name, "why": "the data have no side features"}, [])
     if n > selection.max_interactions:
         why = (f"every family kept without comparing: {n:,} interactions is above {selection.max_interactions:,}, "
                "where each candidate would be another whole training (--features chooses)")
         ckpt = fit(prepared, out, model_config, options[0].apply(config), fingerprint, progress)
-        return Selected(ckpt, {"mode": "auto", "chosen": options[0].name, "why": why}, [f"feature families: {why}"])
+        return _alone(ckpt, {"mode": "auto", "chosen": options[0].name, "why": why}, [f"feature families: {why}"])
     return _compare(prepared, Path(out), model_config, config, fit, fingerprint, progress, options)
+
+
+def _alone(ckpt: Checkpoint, report: dict, lines: list[str]) -> Selected:
+    return Selected(ckpt, report, lines, ckpt.metadata.get("stopped_by") == "interrupted")
 
 
 def _compare(prepared, out: Path, model_config: ModelConfig, config: TrainConfig, fit: Fit, fingerprint: str,
@@ -126,6 +130,7 @@ def _compare(prepared, out: Path, model_config: ModelConfig, config: TrainConfig
     its first epoch on; the others train beside it and replace it only if they win."""
     started = time.monotonic()
     trained: dict[str, Checkpoint] = {}
+    interrupted = False
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}-candidates-", dir=out.parent))
     places = {c.name: out if i == 0 else scratch / c.name for i, c in enumerate(options)}
@@ -140,6 +145,7 @@ def _compare(prepared, out: Path, model_config: ModelConfig, config: TrainConfig
                        replace(candidate.apply(config), max_minutes=budget), fingerprint, progress)
             trained[candidate.name] = ckpt
             if ckpt.metadata.get("stopped_by") == "interrupted":
+                interrupted = True
                 print(f"stopped during candidate {candidate.name}: choosing among the candidates trained so far",
                       flush=True)
                 break
@@ -165,7 +171,7 @@ def _compare(prepared, out: Path, model_config: ModelConfig, config: TrainConfig
                                     "train_seconds": c.metadata.get("train_seconds"),
                                     "stopped_by": c.metadata.get("stopped_by")} for name, c in trained.items()},
               "selection_seconds": round(time.monotonic() - started, 1)}
-    return Selected(winner, report, lines)
+    return Selected(winner, report, lines, interrupted)
 
 
 def _by_name(options: list[Candidate], name: str) -> Candidate:

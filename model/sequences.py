@@ -111,14 +111,18 @@ class Split:
 
 
 def leave_one_out(seqs: Sequences) -> Split:
+    return Split(full=seqs, train=held_out(seqs, 2), eval_rows=np.flatnonzero(seqs.lengths >= 3))
+
+
+def held_out(seqs: Sequences, n: int) -> Sequences:
+    """Every sequence of three or more items without its newest `n` (shorter ones whole): n=2 is
+    the training data of the leave-one-out split, n=1 adds each user's validation item back."""
     lengths = seqs.lengths
-    evaluated = lengths >= 3
-    cut = np.where(evaluated, lengths - 2, lengths)  # train length per user
-    keep = np.asarray(np.concatenate([np.arange(s, s + n) for s, n in zip(seqs.offsets[:-1], cut)])
+    cut = np.where(lengths >= 3, lengths - n, lengths)
+    keep = np.asarray(np.concatenate([np.arange(s, s + k) for s, k in zip(seqs.offsets[:-1], cut)])
                       if len(seqs) else [], int)
-    train = Sequences(seqs.users, np.r_[0, np.cumsum(cut)].astype(np.int64), seqs.items[keep],
-                      None if seqs.weights is None else seqs.weights[keep])
-    return Split(full=seqs, train=train, eval_rows=np.flatnonzero(evaluated))
+    return Sequences(seqs.users, np.r_[0, np.cumsum(cut)].astype(np.int64), seqs.items[keep],
+                     None if seqs.weights is None else seqs.weights[keep])
 
 
 def fingerprint(table: pa.Table) -> str:

@@ -223,7 +223,8 @@ def train(
     n_batches = -(-len(windows) // config.batch_size)
     # The bar's length is the epoch where early stopping would end the run as things stand
     # (the last real gain + patience), so its ETA never assumes every allowed epoch.
-    bar = tqdm(total=planned_epochs(config, state.epoch, state.mark_epoch), initial=state.epoch, desc="train",
+    bar = tqdm(total=planned_epochs(config, state.epoch, state.mark_epoch), initial=state.epoch,
+               desc="train" if config.validate else "refit",
                unit="epoch", disable=not progress)
     stopped = "max_epochs"
     for epoch in range(state.epoch + 1, config.epochs + 1):
@@ -252,13 +253,19 @@ def train(
         if should_stop():
             stopped = "interrupted"
             log.warning("stopped during epoch %d: keeping the best epoch (%d)", epoch, state.best_epoch)
-            if state.best_epoch == 0:  # nothing validated yet: the partly trained weights are all there is
+            if state.best_epoch == 0 and config.validate:  # nothing validated yet: the partial weights are all there is
                 model.eval()
                 state.best = evaluate(scorer, valid)["NDCG@10"]
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             break
         record = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": round(time.monotonic() - started, 1)}
-        if epoch % config.eval_every == 0 or epoch == config.epochs:
+        if not config.validate:  # every epoch is the newest: saved, so a restarted worker resumes from it
+            state.best_epoch = epoch
+            ckpt.metadata = _metadata(config, prepared, epoch, None, state.history + [record], data_fingerprint)
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if out is not None and world.rank == 0:
+                ckpt.save(out)
+        elif epoch % config.eval_every == 0 or epoch == config.epochs:
             model.eval()  # every process validates the same weights: all take the same decisions
             record.update({f"valid_{k}": v for k, v in evaluate(scorer, valid).items() if k != "users"})
             if record["valid_NDCG@10"] > state.best:
@@ -276,10 +283,10 @@ def train(
         bar.total = planned_epochs(config, epoch, state.mark_epoch)
         bar.update()
         previous = state.history[-2]["seconds"] if len(state.history) > 1 else 0
-        bar.set_postfix(epoch_s=f"{record['seconds'] - previous:.0f}", loss=f"{record['loss']:.3f}",
-                        ndcg=f"{record.get('valid_NDCG@10', float('nan')):.4f}",
-                        best=f"{state.best:.4f}@{state.best_epoch}")
-        if epoch - state.mark_epoch >= config.patience:
+        validation = (dict(ndcg=f"{record.get('valid_NDCG@10', float('nan')):.4f}",
+                           best=f"{state.best:.4f}@{state.best_epoch}") if config.validate else {})
+        bar.set_postfix(epoch_s=f"{record['seconds'] - previous:.0f}", loss=f"{record['loss']:.3f}", **validation)
+        if config.validate and epoch - state.mark_epoch >= config.patience:
             stopped = "early_stopping"
             log.info("early stop at epoch %d: validation NDCG@10 has not gained more than %g%% since epoch %d "
                      "(best epoch %d)", epoch, 100 * config.min_improvement, state.mark_epoch, state.best_epoch)
@@ -292,7 +299,8 @@ def train(
     bar.close()
     model.load_state_dict(best_state)
     model.eval()
-    ckpt.metadata = _metadata(config, prepared, state.best_epoch, state.best, state.history, data_fingerprint)
+    ckpt.metadata = _metadata(config, prepared, state.best_epoch, state.best if config.validate else None,
+                              state.history, data_fingerprint)
     ckpt.metadata.update(train_seconds=round(time.monotonic() - started, 1), stopped_by=stopped,
                          epochs_run=len(state.history), resumed_after=state.resumed_after)
     ckpt.metadata["model_version"] = ckpt.model_version  # for people reading metadata.json; served from the weights
@@ -312,10 +320,13 @@ def gained(ndcg: float, mark: float, min_improvement: float) -> bool:
 def planned_epochs(config: TrainConfig, epoch: int, mark_epoch: int) -> int:
     """The epoch where training ends as things stand: early stopping `patience` epochs after
     the last real gain (Progress.mark_epoch), or the last allowed epoch."""
+    if not config.validate:
+        return config.epochs
     return min(config.epochs, max(mark_epoch + config.patience, epoch))
 
 
-def _metadata(config: TrainConfig, prepared: Prepared, epoch: int, ndcg: float, history: list, fp: str) -> dict:
+def _metadata(config: TrainConfig, prepared: Prepared, epoch: int, ndcg: float | None, history: list,
+              fp: str) -> dict:
     return {
         "data_fingerprint": fp,
         "n_items": len(prepared.items),

@@ -133,7 +133,8 @@ def test_cli_train_compares_the_families_and_records_the_choice(shop, tmp_path, 
     assert bool(config["user_features"]) == ("users" in best) and bool(config["item_features"]) == (best != "ids")
     window, _ = history_window(prepare(load_tables(**shop)).split)
     assert config["max_len"] == window and f"history window {window}" in printed
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # neither candidates nor the refit left behind
+    assert saved["refit"]["epochs"] == saved["best_epoch"] == 1
 
 
 def test_cli_ablate_writes_every_run_and_the_table(shop, tmp_path, capsys):
@@ -145,6 +146,11 @@ def test_cli_ablate_writes_every_run_and_the_table(shop, tmp_path, capsys):
         (s, f) for s in (0, 1) for f in ("ids", "items", "items+users")]
     assert all(0 <= r["test_NDCG@10"] <= r["test_HR@10"] <= 1 for r in result["runs"])
     assert (tmp_path / "seed1" / "items" / "model.safetensors").exists()
-    assert set(result["summary"]) == {"ids", "items", "items+users", "auto"}
+    assert set(result["summary"]) == {"ids", "items", "items+users", "auto", "refit"}
+    # each seed's choice, trained again on the validation items too, scored on the same test split
+    assert [(r["seed"], r["features"]) for r in result["refits"]] == [
+        (r["seed"], r["features"]) for r in chosen_by_validation(result["runs"])]
+    assert (tmp_path / "seed0" / "refit" / "model.safetensors").exists()
+    assert result["summary"]["refit"]["chosen"] == result["summary"]["auto"]["chosen"]
     printed = capsys.readouterr().out
-    assert "| auto (chose " in printed and "| popularity |" in printed
+    assert "| auto (chose " in printed and "| auto, then refit" in printed and "| popularity |" in printed

@@ -162,7 +162,7 @@ def test_help_shows_the_defaults(capsys):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     for option, default in (("--batch-size", "64"), ("--epochs", "100"), ("--max-minutes", "0.0"),
-                            ("--dropout", "0.2"), ("--d-model", "64"), ("--features", "auto"),
+                            ("--dropout", "0.2"), ("--d-model", "64"), ("--features", "auto"), ("--refit", "auto"),
                             ("--max-len", "the length that covers 90% of the users' histories whole, between 20 "
                                           "and 200")):
         assert option in text and f"(default: {default})" in text.split(option, 2)[-1].split("--", 1)[0], option
