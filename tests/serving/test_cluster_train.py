@@ -97,4 +97,5 @@ def test_cli_trains_on_ray(shop, tmp_path, capsys, ray_session):
     assert "trained in" in printed and "feature families by validation NDCG@10" in printed
     saved = load_checkpoint(tmp_path / "ckpt").metadata
     assert saved["epochs_run"] == 1 and len(saved["feature_selection"]["candidates"]) == 3
-    assert len(list((tmp_path / "runs").iterdir())) == 3  # each candidate a run of its own, none resumed
+    assert saved["refit"]["epochs"] == 1 and "refit on the validation items too" in printed
+    assert len(list((tmp_path / "runs").iterdir())) == 4  # each candidate and the refit a run of its own
