@@ -85,11 +85,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                               "none = item ids and positions only (default: %(default)s)")
     train_p.add_argument("--no-features", action="store_const", dest="features", const="none",
                          help="the same as --features none")
-    train_p.add_argument("--refit", choices=REFIT_MODES, default=RefitConfig.mode,
-                         help="once validation has chosen the features and the best epoch, train that recipe again "
-                              "on the validation items too, for as many epochs, and keep it: auto does so up to "
-                              f"{RefitConfig.max_interactions:,} interactions (above, it would be another whole "
-                              "training); on; off (default: %(default)s)")
+    refit_option(train_p)
     training_options(train_p)
     train_p.set_defaults(run=cmd_train)
     ablate_p = sub.choices["ablate"]
@@ -139,6 +135,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                           help="also draw CTR and purchase rate per version (default file: %(const)s)")
     report_p.add_argument("--json", type=Path, help="also write the figures as JSON here")
     report_p.set_defaults(run=cmd_report)
+
+
+def refit_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--refit", choices=REFIT_MODES, default=RefitConfig.mode,
+                   help="once validation has chosen the recipe and the best epoch, train it again on the validation "
+                        "items too, for as many epochs, and keep that: auto does so up to "
+                        f"{RefitConfig.max_interactions:,} interactions (above, it would be another whole training); "
+                        "on; off (default: %(default)s)")
 
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
@@ -310,7 +314,9 @@ def cmd_train(args: argparse.Namespace, read_tables=None, fit=train_here) -> int
                               not args.quiet, SelectionConfig(features=args.features))
     for line in selected.lines:
         print(line)
-    ckpt = refit_selected(args, prepared, model_config, config, selected, fit, data_fingerprint(tables), started)
+    minutes_left = config.max_minutes - (time.monotonic() - started) / 60 if config.max_minutes else None
+    ckpt = refit_chosen(args, prepared, model_config, selected.checkpoint, fit, data_fingerprint(tables),
+                        selected.interrupted, minutes_left)
     ckpt.metadata["feature_selection"] = selected.report
     ckpt.metadata["data"] = {k: str(v) if v else None for k, v in paths.items()}
     if feedback:
@@ -328,14 +334,13 @@ def cmd_train(args: argparse.Namespace, read_tables=None, fit=train_here) -> int
     return 0
 
 
-def refit_selected(args: argparse.Namespace, prepared, model_config: ModelConfig, config: TrainConfig, selected,
-                   fit, fingerprint: str, started: float):
-    """The selected checkpoint, or its refit on the validation items too (model/refit.py), saying which and why."""
+def refit_chosen(args: argparse.Namespace, prepared, model_config: ModelConfig, validated, fit, fingerprint: str,
+                 interrupted: bool = False, minutes_left: float | None = None):
+    """The validated checkpoint, or its refit on the validation items too (model/refit.py),
+    written to args.out, saying which and why. `interrupted`: a stop signal ended the choosing."""
     from attnrec.model.refit import refit, refit_epochs
 
-    validated = selected.checkpoint
-    minutes_left = config.max_minutes - (time.monotonic() - started) / 60 if config.max_minutes else None
-    metadata = {**validated.metadata, **({"stopped_by": "interrupted"} if selected.interrupted else {})}
+    metadata = {**validated.metadata, **({"stopped_by": "interrupted"} if interrupted else {})}
     epochs, why = refit_epochs(metadata, len(prepared.split.full.items), RefitConfig(mode=args.refit), minutes_left)
     if not epochs:
         print(f"refit {why}")

@@ -193,7 +193,7 @@ def parse_duration(text: str) -> float:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    from attnrec.model.cli import add_data_options, training_options
+    from attnrec.model.cli import add_data_options, refit_option, training_options
 
     p = sub.add_parser("tune", help="search learning rate, dropout, width, depth, history window and feature "
                                     "families with Ray Tune (ASHA); the best checkpoint goes to --out")
@@ -210,6 +210,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", help="where Tune keeps trial results (default ~/ray_results)")
     p.add_argument("--seed", type=int, default=TuneSettings.seed, help="the sampling of configurations")
     training_options(p)
+    refit_option(p)
     p.set_defaults(run=cmd_tune)
 
 
@@ -233,8 +234,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     except SearchFailed as e:
         print(f"attnrec tune: error: {e}", file=sys.stderr)
         return 2
-    best = load_checkpoint(args.out)
+    validated = load_checkpoint(args.out)
+    best = model_cli.refit_chosen(args, prepared, validated.config, validated, model_cli.train_here,
+                                  data_fingerprint(tables))
     result["best"]["test"] = held_out_metrics(best, prepared)
+    if best is not validated:
+        result["best"]["test_before_refit"] = held_out_metrics(validated, prepared)
     result["popularity_test"] = popularity_metrics(prepared, "test")
     result["data"] = {k: str(v) if v else None for k, v in paths.items()}
     best.metadata["tune"] = {"config": result["best"]["config"], "trials": len(result["trials"])}
@@ -242,8 +247,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
     (args.out / "tune.json").write_text(json.dumps(result, indent=2, default=str))
     print(trials_table(result))
     t = result["best"]["test"]
+    before = result["best"].get("test_before_refit")
+    refitted = f"; {before['NDCG@10']:.4f} before the refit" if before else ""
     print(f"best: validation NDCG@10 {result['best']['best_valid_NDCG@10']:.4f}; test NDCG@10 {t['NDCG@10']:.4f}, "
-          f"HR@10 {t['HR@10']:.4f} (popularity {result['popularity_test']['NDCG@10']:.4f}); checkpoint {args.out}")
+          f"HR@10 {t['HR@10']:.4f} (popularity {result['popularity_test']['NDCG@10']:.4f}{refitted}); "
+          f"checkpoint {args.out}")
     return 0
 
 

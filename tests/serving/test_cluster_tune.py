@@ -47,5 +47,7 @@ def test_cli_tune_keeps_the_best_trial_checkpoint(shop, tmp_path, capsys, ray_se
     assert best.metadata["valid_NDCG@10"] == pytest.approx(result["best"]["best_valid_NDCG@10"])
     assert best.metadata["tune"]["config"] == config
     assert 0 <= result["best"]["test"]["NDCG@10"] <= 1
+    # the winning recipe trained again on the validation items too, for its best epoch's epochs
+    assert best.metadata["refit"]["epochs"] == best.metadata["best_epoch"] and "test_before_refit" in result["best"]
     printed = capsys.readouterr().out
     assert "(the defaults)" in printed and "best: validation NDCG@10" in printed
