@@ -97,8 +97,11 @@ def summary_table(summary: dict, popularity: dict[str, float]) -> str:
     """The summary as a Markdown table, mean ± standard deviation over seeds."""
     lines = ["| features | test NDCG@10 | test HR@10 | validation NDCG@10 | seeds |", "|---|---|---|---|---|"]
     for name, row in summary.items():
-        label = {"auto": f"auto (chose {', '.join(row.get('chosen', ()))})",
-                 "refit": "auto, then refit (`attnrec train`'s default)"}.get(name, name)
+        label = name
+        if name == "auto":
+            label = f"auto (chose {', '.join(row['chosen'])})"
+        elif name == "refit":
+            label = "auto, then refit (`attnrec train`'s default)"
         lines.append(f"| {label} | {row['test_NDCG@10']:.4f} ± {row['test_NDCG@10_std']:.4f} | "
                      f"{row['test_HR@10']:.4f} ± {row['test_HR@10_std']:.4f} | "
                      f"{row['valid_NDCG@10']:.4f} ± {row['valid_NDCG@10_std']:.4f} | {row['seeds']} |")

@@ -340,7 +340,7 @@ def refit_chosen(args: argparse.Namespace, prepared, model_config: ModelConfig, 
     written to args.out, saying which and why. `interrupted`: a stop signal ended the choosing."""
     from attnrec.model.refit import refit, refit_epochs
 
-    metadata = {**validated.metadata, **({"stopped_by": "interrupted"} if interrupted else {})}
+    metadata = dict(validated.metadata, stopped_by="interrupted") if interrupted else validated.metadata
     epochs, why = refit_epochs(metadata, len(prepared.split.full.items), RefitConfig(mode=args.refit), minutes_left)
     if not epochs:
         print(f"refit {why}")

@@ -55,7 +55,7 @@ def refit_epochs(metadata: dict, n_interactions: int, config: RefitConfig,
         return 0, (f"skipped: {n_interactions:,} interactions is above {config.max_interactions:,}, where it would "
                    "be another whole training (--refit on refits anyway)")
     if minutes_left is not None:
-        per_epoch = float(metadata.get("train_seconds") or 0) / max(1, int(metadata.get("epochs_run") or 1))
+        per_epoch = float(metadata.get("train_seconds") or 0) / int(metadata.get("epochs_run") or 1)
         needed = epochs * per_epoch / 60
         if needed > minutes_left or minutes_left <= 0:
             return 0, (f"skipped: {epochs} epochs need about {needed:.1f} minutes, "

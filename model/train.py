@@ -259,24 +259,22 @@ def train(
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             break
         record = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": round(time.monotonic() - started, 1)}
-        if not config.validate:  # every epoch is the newest: saved, so a restarted worker resumes from it
+        kept = not config.validate  # without validation every epoch is the newest, kept as the best is
+        if config.validate and (epoch % config.eval_every == 0 or epoch == config.epochs):
+            model.eval()  # every process validates the same weights: all take the same decisions
+            record.update({f"valid_{k}": v for k, v in evaluate(scorer, valid).items() if k != "users"})
+            kept = record["valid_NDCG@10"] > state.best
+            if kept:
+                state.best = record["valid_NDCG@10"]
+            if gained(record["valid_NDCG@10"], state.mark, config.min_improvement):
+                state.mark, state.mark_epoch = record["valid_NDCG@10"], epoch
+        if kept:  # saved at once, so a checkpoint exists from the first epoch and a restarted worker resumes from it
             state.best_epoch = epoch
-            ckpt.metadata = _metadata(config, prepared, epoch, None, state.history + [record], data_fingerprint)
+            ckpt.metadata = _metadata(config, prepared, epoch, _validated(config, state), state.history + [record],
+                                      data_fingerprint)
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if out is not None and world.rank == 0:
                 ckpt.save(out)
-        elif epoch % config.eval_every == 0 or epoch == config.epochs:
-            model.eval()  # every process validates the same weights: all take the same decisions
-            record.update({f"valid_{k}": v for k, v in evaluate(scorer, valid).items() if k != "users"})
-            if record["valid_NDCG@10"] > state.best:
-                state.best, state.best_epoch = record["valid_NDCG@10"], epoch
-                ckpt.metadata = _metadata(config, prepared, epoch, state.best, state.history + [record],
-                                          data_fingerprint)
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                if out is not None and world.rank == 0:
-                    ckpt.save(out)
-            if gained(record["valid_NDCG@10"], state.mark, config.min_improvement):
-                state.mark, state.mark_epoch = record["valid_NDCG@10"], epoch
         state.history.append(record)
         state.epoch = epoch
         world.on_epoch(state, model, optimizer)
@@ -299,8 +297,8 @@ def train(
     bar.close()
     model.load_state_dict(best_state)
     model.eval()
-    ckpt.metadata = _metadata(config, prepared, state.best_epoch, state.best if config.validate else None,
-                              state.history, data_fingerprint)
+    ckpt.metadata = _metadata(config, prepared, state.best_epoch, _validated(config, state), state.history,
+                              data_fingerprint)
     ckpt.metadata.update(train_seconds=round(time.monotonic() - started, 1), stopped_by=stopped,
                          epochs_run=len(state.history), resumed_after=state.resumed_after)
     ckpt.metadata["model_version"] = ckpt.model_version  # for people reading metadata.json; served from the weights
@@ -323,6 +321,11 @@ def planned_epochs(config: TrainConfig, epoch: int, mark_epoch: int) -> int:
     if not config.validate:
         return config.epochs
     return min(config.epochs, max(mark_epoch + config.patience, epoch))
+
+
+def _validated(config: TrainConfig, state: Progress) -> float | None:
+    """The best epoch's validation NDCG@10 as metadata records it: None for a run without validation."""
+    return state.best if config.validate else None
 
 
 def _metadata(config: TrainConfig, prepared: Prepared, epoch: int, ndcg: float | None, history: list,
